@@ -1,0 +1,1 @@
+"""Runnable experiments: the generic entry point, configs and benchmarks."""

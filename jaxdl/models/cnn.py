@@ -1,0 +1,78 @@
+"""A small convolutional classifier (LeCun et al., 1998 style).
+
+Blocks of 3x3 ``SAME`` convolution -> activation -> 2x2 max-pool (pooling only while the
+spatial size is at least 2), then Dense -> activation -> linear head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdl.models.mlp import activation_fn
+from jaxdl.models.registry import MODELS
+
+
+class SmallCNN(nnx.Module):
+    """``x: [batch, height, width, channels] -> logits: [batch, num_classes]``."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        features: Sequence[int] = (32, 64),
+        hidden: int = 128,
+        kernel_size: int = 3,
+        activation: str = "relu",
+        *,
+        rngs: nnx.Rngs,
+    ):
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"model 'cnn' expects images [height, width, channels]; got input_shape "
+                f"{tuple(input_shape)}."
+            )
+        height, width, channels = input_shape
+        self.activation = activation_fn(activation)
+        convs, pools = [], []
+        for f in features:
+            convs.append(nnx.Conv(channels, f, (kernel_size, kernel_size), rngs=rngs))
+            pool = height >= 2 and width >= 2
+            pools.append(pool)
+            if pool:
+                height, width = height // 2, width // 2
+            channels = f
+        self.convs = nnx.List(convs)
+        self.pools = tuple(pools)
+        self.dense = nnx.Linear(height * width * channels, hidden, rngs=rngs)
+        self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
+        del train, rngs
+        h = x
+        for conv, pool in zip(self.convs, self.pools):
+            h = self.activation(conv(h))
+            if pool:
+                h = nnx.max_pool(h, window_shape=(2, 2), strides=(2, 2))
+        h = jnp.reshape(h, (h.shape[0], -1))
+        return self.head(self.activation(self.dense(h)))
+
+
+@MODELS.register("cnn")
+def make_cnn(
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    rngs: nnx.Rngs,
+    features: Sequence[int] = (32, 64),
+    hidden: int = 128,
+    kernel_size: int = 3,
+    activation: str = "relu",
+) -> SmallCNN:
+    return SmallCNN(
+        tuple(input_shape), num_classes, tuple(features), hidden, kernel_size, activation,
+        rngs=rngs,
+    )

@@ -1,0 +1,130 @@
+"""Compiled train and eval steps for any objective and any optax transformation.
+
+``make_train_step`` returns a :class:`CompiledStep`: ``(state, batch) -> (state, metrics)``
+compiled once with ``jax.jit``, the state donated (updated in place) and, under a mesh,
+explicit in/out shardings. Before the first call it checks the batch against the expected
+shapes and dtypes so a mismatch is a clear ``ValueError``, not an XLA trace error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from jaxdl.train.state import TrainState
+
+Batch = Mapping[str, Any]
+
+
+def batch_spec(batch: Batch) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{key: (shape, dtype)}`` of a batch, for comparing batches before compilation."""
+    return {k: (tuple(np.shape(v)), np.result_type(v)) for k, v in batch.items()}
+
+
+def check_batch(batch: Batch, expected: Mapping[str, tuple[tuple[int, ...], Any]]) -> None:
+    """Raise ValueError naming the first key whose shape or dtype differs from ``expected``."""
+    missing = sorted(set(expected) - set(batch))
+    if missing:
+        raise ValueError(f"batch is missing {missing}; expected keys {sorted(expected)}.")
+    for key, (shape, dtype) in expected.items():
+        got_shape, got_dtype = tuple(np.shape(batch[key])), np.result_type(batch[key])
+        if got_shape != tuple(shape) or got_dtype != np.dtype(dtype):
+            raise ValueError(
+                f"batch[{key!r}] has shape {got_shape} and dtype {got_dtype}; expected shape "
+                f"{tuple(shape)} and dtype {np.dtype(dtype)}."
+            )
+
+
+class CompiledStep:
+    """A jitted step that validates its batch once, then dispatches with no extra work."""
+
+    def __init__(self, jitted: Callable[..., Any], expected: Mapping[str, Any] | None):
+        self.jitted = jitted
+        self.expected = expected
+        self._checked = expected is None
+
+    def __call__(self, state: Any, batch: Batch) -> Any:
+        if not self._checked:
+            check_batch(batch, self.expected)
+            self._checked = True
+        return self.jitted(state, batch)
+
+    def lower(self, state: Any, batch: Batch):
+        """``jax.jit(...).lower`` for AOT compilation, cost and memory analysis."""
+        return self.jitted.lower(state, batch)
+
+
+def train_step_fn(loss_fn: Callable[..., Any], tx: optax.GradientTransformation):
+    """The pure, uncompiled step ``(TrainState, batch) -> (TrainState, metrics)``.
+
+    ``loss_fn(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))``.
+    Metrics: the objective's, plus ``loss`` and ``grad_norm`` (global L2 norm).
+    """
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (metrics, model_state)), grads = grad_fn(
+            state.params, state.model_state, batch, state.step_key()
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+        )
+        return new_state, {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    return step
+
+
+def make_train_step(
+    loss_fn: Callable[..., Any],
+    tx: optax.GradientTransformation,
+    *,
+    state_sharding: Any = None,
+    batch_sharding: Any = None,
+    metrics_sharding: Any = None,
+    expected_batch: Mapping[str, Any] | None = None,
+    donate: bool = True,
+) -> CompiledStep:
+    """Compile the train step once.
+
+    Args:
+      loss_fn: see :func:`train_step_fn`.
+      tx: any optax ``GradientTransformation`` (a chain, ours or optax's).
+      state_sharding / batch_sharding / metrics_sharding: shardings (or pytree prefixes of
+        them) for the TrainState, the batch and the metrics; None lets jit decide.
+      expected_batch: ``{key: (shape, dtype)}`` checked on the first call.
+      donate: donate the input state's buffers to the output state.
+    """
+    jitted = jax.jit(
+        train_step_fn(loss_fn, tx),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, metrics_sharding),
+        donate_argnums=(0,) if donate else (),
+    )
+    return CompiledStep(jitted, expected_batch)
+
+
+def make_eval_step(
+    evaluate_fn: Callable[..., Any],
+    *,
+    state_sharding: Any = None,
+    batch_sharding: Any = None,
+    metrics_sharding: Any = None,
+    expected_batch: Mapping[str, Any] | None = None,
+) -> CompiledStep:
+    """Compile ``(TrainState, batch) -> {name: sum}`` from ``evaluate(params, state, batch)``."""
+
+    def step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+        return evaluate_fn(state.params, state.model_state, batch)
+
+    jitted = jax.jit(
+        step,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=metrics_sharding,
+    )
+    return CompiledStep(jitted, expected_batch)
