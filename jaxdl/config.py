@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 256
     c.num_steps = 600
     c.log_every = 20
-    c.eval_every = 200
+    c.eval_every = 100
     c.checkpoint_every = 200
     c.keep_checkpoints = 2
     c.async_checkpoints = True

@@ -52,7 +52,7 @@ class Registry:
     def get(self, name: str, *, field: str | None = None) -> Callable[..., Any]:
         """The factory called ``name``; a ConfigError lists the known names otherwise."""
         if name not in self._factories:
-            where = f"{field}={name!r}" if field else repr(name)
+            where = f"config.{field}={name!r}" if field else repr(name)
             raise ConfigError(
                 f"unknown {self.kind} {where}; expected one of {self.names()}."
                 + _suggest(name, self.names())
@@ -69,7 +69,7 @@ class Registry:
         for key in kwargs:
             if key not in accepted:
                 raise ConfigError(
-                    f"{field}.{key} is not an option of {self.kind} {name!r}; "
+                    f"config.{field}.{key} is not an option of {self.kind} {name!r}; "
                     f"its options are {sorted(accepted)}." + _suggest(key, accepted)
                 )
 
@@ -83,7 +83,7 @@ class Registry:
         """
         section = dict(section)
         if "name" not in section:
-            raise ConfigError(f"{field}.name is missing; expected one of {self.names()}.")
+            raise ConfigError(f"config.{field}.name is missing; expected one of {self.names()}.")
         name = section.pop("name")
         kwargs = {k: _plain(v) for k, v in section.items()}
         self.check_kwargs(name, kwargs, field=field)

@@ -22,5 +22,6 @@ assert jax.device_count() == 8, "tests expect 8 simulated CPU devices"
 
 # Many tests compile the same small programs; a per-session cache keeps the suite short.
 # Subprocesses started by tests (kill-and-resume, notebook) share it through the variable.
-os.environ.setdefault("JAXDL_COMPILATION_CACHE", tempfile.mkdtemp(prefix="jaxdl-xla-"))
+if not os.environ.get("JAXDL_COMPILATION_CACHE"):
+    os.environ["JAXDL_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jaxdl-xla-")
 enable_compilation_cache(os.environ["JAXDL_COMPILATION_CACHE"])

@@ -67,8 +67,8 @@ def test_parse_override_args_both_forms():
     [
         ({"batch_size": 0}, "config.batch_size=0: expected an integer > 0"),
         ({"num_steps": -5}, "config.num_steps=-5"),
-        ({"model.name": "transformer9"}, "unknown model model.name='transformer9'"),
-        ({"data.name": "imagenet"}, "unknown dataset data.name='imagenet'"),
+        ({"model.name": "transformer9"}, "unknown model config.model.name='transformer9'"),
+        ({"data.name": "imagenet"}, "unknown dataset config.data.name='imagenet'"),
         ({"optimizer.name": "adamm"}, "Did you mean 'adam'"),
         ({"loss.name": "hinge"}, "unknown loss"),
         ({"mesh.data": 99}, "mesh.data=99"),

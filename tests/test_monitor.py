@@ -15,7 +15,8 @@ def test_jsonl_and_tensorboard(tmp_path):
     assert records[0] == {"step": 10, "split": "train", "loss": 1.5, "accuracy": 0.25}
     assert records[2]["loss"] is None  # non-finite values stay valid JSON
     assert [r["step"] for r in read_metrics(tmp_path, "eval")] == [10]
-    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+    events = (tmp_path / "tensorboard").iterdir()
+    assert any(p.name.startswith("events.out.tfevents") for p in events)
 
 
 def test_resume_drops_records_after_the_checkpoint_and_torn_lines(tmp_path):

@@ -165,7 +165,7 @@ def load_dataset(name: str, **kwargs: Any) -> Dataset:
 
     Raises ConfigError for an unknown name or argument.
     """
-    DATASETS.check_kwargs(name, kwargs, field="dataset")
+    DATASETS.check_kwargs(name, kwargs, field="data")
     try:
         key = tuple(sorted((k, _hashable(v)) for k, v in kwargs.items()))
     except TypeError:

@@ -1,0 +1,29 @@
+"""Notebooks run headless with tiny settings, so they cannot rot."""
+
+import os
+import pathlib
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted(pathlib.Path("notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXDL_NOTEBOOK_STEPS", "30")
+    monkeypatch.setenv("JAXDL_NOTEBOOK_WORKDIR", str(tmp_path / "run"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": os.getcwd()}}).execute()
+    text = "\n".join(
+        output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+    assert "held-out accuracy:" in text and "refused:" in text
+    assert (tmp_path / "run" / "curves.png").exists()
+    assert any("image/png" in o.get("data", {}) for c in notebook.cells
+               for o in c.get("outputs", []))
