@@ -43,10 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
         config = load_config_file(args.config)
-        from jaxdl.train.experiment import REGISTRIES, validate_config
+        from jaxdl.train.experiment import REGISTRIES
 
         apply_overrides(config, overrides, registries=REGISTRIES)
-        validate_config(config)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
@@ -57,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     from jaxdl.train import train_and_evaluate
 
     enable_compilation_cache()
-    try:
+    try:  # the config is validated in full before anything is built or written
         result = train_and_evaluate(config, workdir, resume=not args.no_resume)
-    except (ConfigError, FileExistsError) as error:
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if result.resumed_from is not None:

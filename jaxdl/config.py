@@ -20,7 +20,8 @@ import ml_collections
 
 from jaxdl.registry import ConfigError, Registry
 
-__all__ = ["ConfigError", "base_config", "load_config_file", "apply_overrides", "check_positive"]
+__all__ = ["ConfigError", "apply_overrides", "base_config", "check_known_keys",
+           "check_positive", "load_config_file", "parse_override_args"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -53,6 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.async_checkpoints = True
     # Devices along the mesh's data axis; -1 takes every local device.
     c.mesh = ml_collections.ConfigDict({"data": -1})
+    # Training monitors, logged every log_every steps. Off by default where they cost time.
+    c.monitor = ml_collections.ConfigDict({"grad_norm": False})
     c.progress_bar = True
     c.plots = True
     return c
@@ -188,6 +191,30 @@ def parse_override_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]
         else:
             rest.append(arg)
     return overrides, rest
+
+
+def check_known_keys(
+    config: ml_collections.ConfigDict,
+    schema: ml_collections.ConfigDict | None = None,
+    *,
+    open_sections: Sequence[str] = (),
+    prefix: str = "",
+) -> None:
+    """Raise ConfigError for any key of ``config`` that ``schema`` (default: base_config())
+    lacks, e.g. a misspelt field set in a config file. Sections listed in ``open_sections``
+    are left to their registry factory's own signature check."""
+    schema = base_config() if schema is None else schema
+    for key in config.keys():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            raise ConfigError(_unknown_key_message(dotted, schema, key))
+        value, expected = config[key], schema[key]
+        if isinstance(expected, ml_collections.ConfigDict) and dotted not in open_sections:
+            if not isinstance(value, ml_collections.ConfigDict):
+                raise ConfigError(f"config.{dotted} must be a section with keys "
+                                  f"{sorted(expected.keys())}; got {value!r}.")
+            check_known_keys(value, expected, open_sections=open_sections,
+                             prefix=f"{dotted}.")
 
 
 def check_positive(config: ml_collections.ConfigDict, *keys: str, allow_zero: bool = False):

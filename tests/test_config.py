@@ -67,6 +67,7 @@ def test_parse_override_args_both_forms():
     [
         ({"batch_size": 0}, "config.batch_size=0: expected an integer > 0"),
         ({"num_steps": -5}, "config.num_steps=-5"),
+        ({"seed": -1}, "config.seed=-1: expected an integer >= 0"),
         ({"model.name": "transformer9"}, "unknown model config.model.name='transformer9'"),
         ({"data.name": "imagenet"}, "unknown dataset config.data.name='imagenet'"),
         ({"optimizer.name": "adamm"}, "Did you mean 'adam'"),
@@ -91,6 +92,19 @@ def test_model_option_from_config_file_checked():
     with config.model.unlocked():
         config.model.widht = 3
     with pytest.raises(ConfigError, match=r"model\.widht is not an option of model 'cnn'"):
+        validate_config(config)
+
+
+def test_misspelt_key_in_a_config_file_is_refused():
+    config = tiny_config()
+    with config.unlocked():
+        config.num_step = 100
+    with pytest.raises(ConfigError, match=r"config\.num_step.*Did you mean 'num_steps'"):
+        validate_config(config)
+    config = tiny_config()
+    with config.monitor.unlocked():
+        config.monitor.grad_nrom = True
+    with pytest.raises(ConfigError, match=r"config\.monitor\.grad_nrom"):
         validate_config(config)
 
 

@@ -29,7 +29,8 @@ def test_sgd_step_matches_closed_form_gradient():
     rng = np.random.default_rng(0)
     batch = {"x": rng.normal(size=(8, 6)).astype(np.float32),
              "y": rng.integers(0, 3, size=8).astype(np.int32)}
-    step = make_train_step(classification(graphdef=graphdef).loss, tx, donate=False)
+    step = make_train_step(classification(graphdef=graphdef).loss, tx, donate=False,
+                           grad_norm=True)
     new_state, metrics = step(train_state, batch)
 
     w = np.asarray(params["head"]["kernel"], np.float64)

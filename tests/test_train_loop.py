@@ -13,13 +13,15 @@ from tests.helpers import tiny_config, tree_hash, trees_equal
 
 def test_quickstart_learns_digits(tmp_path):
     """A real training curve: 150 steps of the quickstart CNN reach >= 93% held-out."""
-    config = tiny_config(num_steps=150, eval_every=50, checkpoint_every=150, plots=True)
+    config = tiny_config(num_steps=150, eval_every=50, checkpoint_every=150, plots=True,
+                         **{"monitor.grad_norm": True})
     result = train_and_evaluate(config, tmp_path)
     evals = read_metrics(tmp_path, "eval")
     assert [r["step"] for r in evals] == [50, 100, 150]
     assert result.eval_metrics["accuracy"] >= 0.93
     train = read_metrics(tmp_path, "train")
     assert train[-1]["loss"] < 0.25 * train[0]["loss"]
+    assert all(r["grad_norm"] > 0 for r in train)  # the monitor switched on by config
     assert (tmp_path / "curves.png").stat().st_size > 5000
     assert json.loads((tmp_path / "config.json").read_text())["config"]["num_steps"] == 150
     assert any((tmp_path / "tensorboard").iterdir())

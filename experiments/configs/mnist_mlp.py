@@ -1,24 +1,22 @@
 """MLP 784-512-256-10 on MNIST (8,000 train / 2,000 held-out from the official test files).
 
+Same data and training settings as ``mnist_cnn``; only the model, the learning rate (1e-3)
+and the length (1,000 steps) differ.
+
 Command:   JAXDL_DATA_DIR=../shared/data python -m experiments.train --config mnist_mlp
-Runtime:   MEASURED_RUNTIME
-Result:    MEASURED_RESULT
+Runtime:   14.5 s wall, compilation included (1,000 steps, batch 128; measured 2026-11-22,
+           jax 0.10.2, 2 CPU cores, compilation cache off).
+Result:    96.55% held-out accuracy, held-out loss 0.148 (seed 0).
 """
 
-from jaxdl.config import base_config
+from experiments.configs import mnist_cnn
 
 
 def get_config():
-    config = base_config()
-    config.data = {"name": "mnist", "source": "test_split", "train_size": 8000,
-                   "eval_size": 2000}
+    config = mnist_cnn.get_config()
     config.model = {"name": "mlp", "hidden": (512, 256), "activation": "relu"}
     config.optimizer.learning_rate = 1e-3
-    config.optimizer.warmup_steps = 50
-    config.batch_size = 128
-    config.eval_batch_size = 500
     config.num_steps = 1000
-    config.log_every = 50
     config.eval_every = 500
     config.checkpoint_every = 500
     return config

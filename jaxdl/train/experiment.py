@@ -16,7 +16,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxdl import functional, parallel
-from jaxdl.config import check_positive
+from jaxdl.config import check_known_keys, check_positive
 from jaxdl.data import DATASETS, Dataset, load_dataset
 from jaxdl.models import MODELS
 from jaxdl.optim import OPTIMIZERS, SHARED_KEYS, build_optimizer
@@ -31,10 +31,11 @@ MODEL_SUPPLIED = ("input_shape", "num_classes", "rngs")
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Check every field that can be checked without loading data; ConfigError otherwise."""
+    check_known_keys(config, open_sections=tuple(REGISTRIES))
     check_positive(config, "batch_size", "eval_batch_size", "num_steps", "keep_checkpoints")
     check_positive(config, "log_every", "eval_every", "checkpoint_every", allow_zero=True)
-    if not isinstance(config.seed, int):
-        raise ConfigError(f"config.seed={config.seed!r}: expected an integer.")
+    if not isinstance(config.seed, int) or config.seed < 0:
+        raise ConfigError(f"config.seed={config.seed!r}: expected an integer >= 0.")
     for section, registry in REGISTRIES.items():
         options = dict(config[section])
         name = options.pop("name", None)
@@ -114,7 +115,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                  "mask": ((config.eval_batch_size,), "float32")}
     train_step = make_train_step(objective.loss, tx, state_sharding=replicated,
                                  batch_sharding=batches, metrics_sharding=replicated,
-                                 expected_batch=train_spec)
+                                 expected_batch=train_spec, grad_norm=config.monitor.grad_norm)
     eval_step = make_eval_step(objective.evaluate, state_sharding=replicated,
                                batch_sharding=batches, metrics_sharding=replicated,
                                expected_batch=eval_spec)
