@@ -1,4 +1,9 @@
-"""Multi-layer perceptron: flatten, then Dense -> activation blocks, then a linear head."""
+"""Multi-layer perceptron: flatten, then Dense -> activation blocks, then a linear head.
+
+Initialization is configurable by name (``kernel_init``, one of ``jaxdl.init.INITIALIZERS``)
+and a constant bias (``bias_init``); the defaults (LeCun normal kernels, zero biases) are
+``nnx.Linear``'s own.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.init import get_initializer
 from jaxdl.models.registry import ACTIVATIONS, MODELS
 
 
@@ -19,7 +25,12 @@ def activation_fn(name: str):
 
 
 class MLP(nnx.Module):
-    """``x: [batch, *input_shape] -> logits: [batch, num_classes]``."""
+    """``x: [batch, *input_shape] -> logits: [batch, num_classes]``.
+
+    ``kernel_init`` names a kernel initializer (e.g. "he_normal" for ReLU, He et al., 2015;
+    "glorot_normal" for tanh, Glorot & Bengio, 2010); ``bias_init`` is the constant every
+    bias starts at (e.g. 0.01 to keep ReLU units active).
+    """
 
     def __init__(
         self,
@@ -29,13 +40,22 @@ class MLP(nnx.Module):
         activation: str = "relu",
         *,
         rngs: nnx.Rngs,
+        kernel_init: str = "lecun_normal",
+        bias_init: float = 0.0,
     ):
         self.activation = activation_fn(activation)
+        if isinstance(bias_init, bool) or not isinstance(bias_init, (int, float)):
+            raise ValueError(f"model.bias_init={bias_init!r}: expected a number, the constant "
+                             "every bias starts at (e.g. 0.0 or 0.01).")
+        inits = {
+            "kernel_init": get_initializer(kernel_init, argument="model.kernel_init"),
+            "bias_init": jax.nn.initializers.constant(bias_init),
+        }
         sizes = (in_features, *hidden)
         self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
+            [nnx.Linear(a, b, rngs=rngs, **inits) for a, b in zip(sizes[:-1], sizes[1:])]
         )
-        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs, **inits)
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
         del train, rngs  # deterministic, no batch statistics
@@ -53,8 +73,11 @@ def make_mlp(
     rngs: nnx.Rngs,
     hidden: Sequence[int] = (256, 256),
     activation: str = "relu",
+    kernel_init: str = "lecun_normal",
+    bias_init: float = 0.0,
 ) -> MLP:
     in_features = 1
     for d in input_shape:
         in_features *= d
-    return MLP(in_features, num_classes, tuple(hidden), activation, rngs=rngs)
+    return MLP(in_features, num_classes, tuple(hidden), activation, rngs=rngs,
+               kernel_init=kernel_init, bias_init=bias_init)
