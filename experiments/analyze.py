@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
               for k, v in config.items() if k not in ("name", "train")}
     if "train" in config:
         kwargs["train"] = config.train
-    results = analysis(workdir=workdir, **kwargs)
+    try:  # analyses check their own options before computing anything
+        results = analysis(workdir=workdir, **kwargs)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
     (workdir / "results.json").write_text(json.dumps(results, indent=2, default=float))
     print(json.dumps(results.get("summary", results), indent=2, default=float))
     print(f"workdir: {workdir} (results.json, {', '.join(results.get('figures', []))})")

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
-from jaxdl.registry import Registry
+from jaxdl.registry import ConfigError, Registry
 
 PyTree = Any
 Layer = dict[str, jax.Array]  # {"kernel": [d_in, d_out], "bias": [d_out]}
@@ -59,10 +59,10 @@ for _name, _init in {
 
 
 def get_initializer(name: str, *, argument: str = "kernel_init") -> Callable[..., jax.Array]:
-    """The initializer registered as ``name``; ValueError naming ``argument`` and the
+    """The initializer registered as ``name``; ConfigError naming ``argument`` and the
     registered names otherwise."""
     if not isinstance(name, str) or name not in INITIALIZERS:
-        raise ValueError(f"{argument}={name!r}: expected one of {INITIALIZERS.names()}.")
+        raise ConfigError(f"{argument}={name!r}: expected one of {INITIALIZERS.names()}.")
     return INITIALIZERS.get(name)
 
 

@@ -158,3 +158,20 @@ def test_bad_arguments():
         check_gradients(f, jnp.ones(2), max_coords_per_leaf=0)
     with pytest.raises(ValueError, match="scalar output"):
         check_gradients(lambda p: p ** 2, jnp.ones(2))
+
+
+def test_model_loss_fn_keeps_float64_for_gradient_checking():
+    # model_loss_fn up-casts low precision logits but must not down-cast float64 ones, or
+    # central differences of size 1e-6 vanish in float32 rounding and every check fails.
+    from jaxdl.autodiff.products import model_loss_fn
+
+    abstract = nnx.eval_shape(lambda: MODELS.build(
+        {"name": "mlp", "hidden": (5,)}, field="model", input_shape=(3,), num_classes=3,
+        rngs=nnx.Rngs(0)))
+    graphdef, shapes, state = functional.split_model(abstract)
+    rng = np.random.default_rng(1)
+    params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
+    batch = {"x": jnp.asarray(rng.normal(size=(6, 3)), jnp.float32),
+             "y": jnp.asarray([0, 1, 2, 0, 1, 2])}
+    report = check_gradients(lambda p, b: model_loss_fn(graphdef, state, b)(p), params, batch)
+    assert report.passed, str(report)

@@ -1,7 +1,7 @@
 """Write notebooks/00_quickstart.ipynb (run from the repository root; outputs are not stored)."""
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebook_builder import install_cell, write_notebook
 
 cells = [
     new_markdown_cell(
@@ -12,12 +12,7 @@ cells = [
         "Set `JAXDL_SOURCE` to a pip requirement for jaxdl (a git URL or a local path) if it "
         "is not installed yet."
     ),
-    new_code_cell(
-        "import importlib.util, os, subprocess, sys\n"
-        "if importlib.util.find_spec('jaxdl') is None:  # e.g. a fresh Colab runtime\n"
-        "    source = os.environ.get('JAXDL_SOURCE', 'jaxdl')\n"
-        "    subprocess.check_call([sys.executable, '-m', 'pip', 'install', '-q', source])"
-    ),
+    install_cell(),
     new_markdown_cell(
         "## Settings\n"
         "The test suite runs this notebook with `JAXDL_NOTEBOOK_STEPS` set to a few steps."
@@ -88,10 +83,5 @@ cells = [
     ),
 ]
 
-notebook = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
-    "accelerator": "GPU",
-    "colab": {"provenance": []},
-})
-nbformat.write(notebook, "notebooks/00_quickstart.ipynb")
+write_notebook(cells, "notebooks/00_quickstart.ipynb",
+               expect=("held-out accuracy:", "refused:"))

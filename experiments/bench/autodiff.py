@@ -23,6 +23,7 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -48,9 +49,9 @@ def _median_ratio(fast, slow, rounds):
     return statistics.median(ratios), statistics.median(times_a), statistics.median(times_b)
 
 
-def mlp_problem(batch_size):
+def mlp_problem(batch_size, hidden=(256, 256)):
     data = load_dataset("digits")
-    model = MODELS.build({"name": "mlp", "hidden": (256, 256)}, field="model",
+    model = MODELS.build({"name": "mlp", "hidden": hidden}, field="model",
                          input_shape=data.input_shape, num_classes=data.num_classes,
                          rngs=nnx.Rngs(0))
     graphdef, params, state = functional.split_model(model)
@@ -80,21 +81,33 @@ def bench_hvp(rounds, repeats=20):
     return ratio, 1e3 * t_hvp / repeats, 1e3 * t_grad / repeats
 
 
-def bench_per_example(rounds):
-    graphdef, params, state, batch = mlp_problem(64)
+def bench_per_example(rounds, hidden=(256, 256)):
+    """vmap vs a loop of jitted one-example grads vs an eager (op-by-op) loop; ms each."""
+    graphdef, params, state, batch = mlp_problem(64, hidden)
 
     def loss(p, b):
         logits, _ = functional.apply(graphdef, p, state, b["x"])
         return optax.softmax_cross_entropy_with_integer_labels(logits, b["y"]).mean()
 
     vmapped = jax.jit(lambda p, b: per_example.per_example_grads(loss, p, b))
+    eager_grad = jax.grad(loss)  # no jit: every primitive is dispatched on its own
+
+    def eager_loop():
+        grads = [eager_grad(params, jax.tree.map(lambda a, i=i: a[i : i + 1], batch))
+                 for i in range(64)]
+        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *grads)
+
     jax.block_until_ready(vmapped(params, batch))
     jax.block_until_ready(per_example.per_example_grads_loop(loss, params, batch))
+    jax.block_until_ready(eager_loop())
     ratio, t_vmap, t_loop = _median_ratio(
         lambda: jax.block_until_ready(vmapped(params, batch)),
         lambda: jax.block_until_ready(per_example.per_example_grads_loop(loss, params, batch)),
         rounds)
-    return ratio, 1e3 * t_vmap, 1e3 * t_loop
+    eager_ratio, _, t_eager = _median_ratio(
+        lambda: jax.block_until_ready(vmapped(params, batch)),
+        lambda: jax.block_until_ready(eager_loop()), max(3, rounds // 3))
+    return ratio, eager_ratio, 1e3 * t_vmap, 1e3 * t_loop, 1e3 * t_eager
 
 
 def main(argv=None):
@@ -102,7 +115,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args(argv)
     hvp_ratio, t_hvp, t_grad = bench_hvp(args.rounds)
-    pe_ratio, t_vmap, t_loop = bench_per_example(args.rounds)
+    per_example_rows = {hidden: bench_per_example(args.rounds, hidden)
+                        for hidden in ((256, 256), (64,))}
     rows = xla_view.remat_memory_report(depth=24, width=512, batch=256,
                                         policies=("none", "dots_saveable", "nothing_saveable"))
     by_policy = {row.policy: row for row in rows}
@@ -110,19 +124,25 @@ def main(argv=None):
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; medians of {args.rounds} "
           "interleaved rounds")
-    print(f"{'measure':<44} {'value':>10} {'detail':>32}")
-    print("-" * 88)
-    print(f"{'HVP / gradient (MLP 64-256-256-10, b=256)':<44} {hvp_ratio:>10.3f} "
+    print(f"{'measure':<52} {'value':>10} {'detail':>32}")
+    print("-" * 96)
+    print(f"{'HVP / gradient (MLP 64-256-256-10, b=256)':<52} {hvp_ratio:>10.3f} "
           f"{f'{t_hvp:.2f} ms vs {t_grad:.2f} ms':>32}")
-    print(f"{'per-example grads vmap / loop (b=64)':<44} {pe_ratio:>10.4f} "
-          f"{f'{t_vmap:.2f} ms vs {t_loop:.1f} ms':>32}")
+    for hidden, (ratio, eager_ratio, t_vmap, t_loop, t_eager) in per_example_rows.items():
+        name = "64-" + "-".join(map(str, hidden)) + "-10"
+        print(f"{f'per-example vmap / jitted loop ({name}, b=64)':<52} {ratio:>10.4f} "
+              f"{f'{t_vmap:.2f} ms vs {t_loop:.1f} ms':>32}")
+        print(f"{f'per-example vmap / eager loop ({name}, b=64)':<52} {eager_ratio:>10.4f} "
+              f"{f'{t_vmap:.2f} ms vs {t_eager:.1f} ms':>32}")
     for row in rows:
-        print(f"{'remat ' + row.policy + ' (MLP 24x512, b=256) temp':<44} "
+        print(f"{'remat ' + row.policy + ' (MLP 24x512, b=256) temp':<52} "
               f"{row.temp_ratio:>10.3f} "
               f"{f'{row.temp_bytes / 2**20:.1f} MiB, flops x{row.flops_ratio:.2f}':>32}")
     summary = {
         "hvp_over_grad": hvp_ratio,
-        "per_example_vmap_over_loop": pe_ratio,
+        "per_example_vmap_over_loop": per_example_rows[(256, 256)][0],
+        "per_example_vmap_over_eager_loop": per_example_rows[(256, 256)][1],
+        "per_example_vmap_over_loop_small_mlp": per_example_rows[(64,)][0],
         "remat_temp_memory_ratio": remat_ratio,
         "remat_flops_ratio": by_policy["nothing_saveable"].flops_ratio,
     }

@@ -293,7 +293,9 @@ def model_loss_fn(graphdef: nnx.GraphDef, model_state: functional.ModelState,
     apply_fn = model_apply_fn(graphdef, model_state)
 
     def loss(params: PyTree) -> jax.Array:
-        logits = apply_fn(params, batch["x"]).astype(jnp.float32)
+        logits = apply_fn(params, batch["x"])
+        # Up-cast low precision to float32 but keep float64 (gradient checking needs it).
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
         if "mask" in batch:
             mask = batch["mask"].astype(jnp.float32)
