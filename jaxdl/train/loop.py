@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import pathlib
-import time
 from typing import Any
 
 import jax
@@ -25,6 +24,8 @@ from tqdm.auto import tqdm
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.data import BatchIterator, eval_batches
 from jaxdl.monitor import MetricWriter, plot_curves
+from jaxdl.monitor.reproducibility import run_record
+from jaxdl.regularize.early_stopping import EarlyStopping, check_early_stopping
 from jaxdl.train.experiment import Experiment, build_experiment
 from jaxdl.train.state import TrainState
 
@@ -41,6 +42,9 @@ class TrainResult:
       workdir: where metrics, plots and checkpoints were written.
       experiment: the built pieces (data set, graphdef, compiled steps).
       resumed_from: the checkpoint step this run started from, or None.
+      early_stopping: best step/value and the step it stopped at, when
+        ``config.early_stopping.patience > 0`` (then ``state`` is the best state if
+        ``restore_best``), else None.
     """
 
     state: TrainState
@@ -48,6 +52,7 @@ class TrainResult:
     workdir: pathlib.Path
     experiment: Experiment
     resumed_from: int | None
+    early_stopping: dict[str, Any] | None = None
 
 
 def evaluate(experiment: Experiment, state: TrainState) -> dict[str, float]:
@@ -67,12 +72,8 @@ def _mean_metrics(window: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _write_run_info(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
-    info = {
-        "config": config.to_dict(),
-        "jax": jax.__version__,
-        "devices": [str(d) for d in jax.devices()],
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    """config.json: the config, seed, package versions, git commit and devices."""
+    info = run_record(config)
     (workdir / "config.json").write_text(json.dumps(info, indent=2, default=str))
 
 
@@ -92,6 +93,7 @@ def train_and_evaluate(
         (otherwise an existing checkpoint directory is an error, so nothing is overwritten).
     """
     workdir = pathlib.Path(workdir)
+    stop_options = check_early_stopping(config.get("early_stopping"))
     experiment = build_experiment(config)  # validates the config before anything compiles
     workdir.mkdir(parents=True, exist_ok=True)
     _write_run_info(workdir, config)
@@ -108,14 +110,18 @@ def train_and_evaluate(
         train_iter.set_state(data_state)
         log.info("resumed from step %d in %s", resumed_from, workdir)
     writer = MetricWriter(workdir, resume_step=resumed_from)
+    stopper, best_checkpointer = _make_early_stopping(stop_options, workdir)
+    stop_now = False
     start = int(state.step)
+    stopped = stopper is not None and stopper.stopped_step is not None
+    end = start if stopped else config.num_steps  # an early-stopped run stays stopped
     eval_metrics: dict[str, float] = {}
     window: list[dict[str, Any]] = []
     bar = tqdm(total=config.num_steps, initial=start, desc=f"{config.model.name}/"
                f"{config.data.name}", disable=not config.progress_bar, unit="step",
                dynamic_ncols=True, mininterval=0.5)
     try:
-        for step in range(start + 1, config.num_steps + 1):
+        for step in range(start + 1, end + 1):
             batch = jax.device_put(next(train_iter), experiment.batch_sharding)
             state, metrics = experiment.train_step(state, batch)
             window.append(metrics)
@@ -131,15 +137,54 @@ def train_and_evaluate(
                 writer.write(step, "eval", eval_metrics)
                 bar.set_postfix({f"eval_{k}": f"{v:.4f}" for k, v in eval_metrics.items()},
                                 refresh=False)
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or last:
+                if stopper is not None:
+                    stop_now = _early_stopping_update(stopper, best_checkpointer, step,
+                                                      eval_metrics, state, workdir)
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or last \
+                    or stop_now:
                 checkpointer.save(step, state, train_iter.get_state())
             bar.update(1)
+            if stop_now:
+                log.info("early stopping at step %d (best step %d)", step, stopper.best_step)
+                break
+        if stopper is not None and stop_options["restore_best"] \
+                and stopper.best_step is not None:
+            state, _ = best_checkpointer.restore(stopper.best_step, state)
+            eval_metrics = evaluate(experiment, state)
         if not eval_metrics:  # already finished before this call: report the final state
             eval_metrics = evaluate(experiment, state)
     finally:
         bar.close()
         checkpointer.close()
         writer.close()
+        if best_checkpointer is not None:
+            best_checkpointer.close()
     if config.plots:
         plot_curves(workdir)
-    return TrainResult(state, eval_metrics, workdir, experiment, resumed_from)
+    return TrainResult(state, eval_metrics, workdir, experiment, resumed_from,
+                       stopper.state_dict() if stopper is not None else None)
+
+
+def _make_early_stopping(options: dict[str, Any], workdir: pathlib.Path
+                         ) -> tuple[EarlyStopping | None, Checkpointer | None]:
+    """The stopper (its counters restored from ``early_stopping.json`` on resume) and a
+    one-slot checkpointer for the best state, or (None, None) when patience is 0."""
+    if not options["patience"]:
+        return None, None
+    stopper = EarlyStopping(options["patience"], options["metric"], options["mode"],
+                            float(options["min_delta"]))
+    record = workdir / "early_stopping.json"
+    if record.exists():
+        stopper.load_state_dict(json.loads(record.read_text()))
+    return stopper, Checkpointer(workdir / "best", max_to_keep=1, async_save=False)
+
+
+def _early_stopping_update(stopper: EarlyStopping, best: Checkpointer, step: int,
+                           metrics: dict[str, float], state: TrainState,
+                           workdir: pathlib.Path) -> bool:
+    """Record an evaluation; save the state when it is the best so far; True to stop."""
+    improved, stop = stopper.update(step, metrics)
+    if improved:
+        best.save(step, state)  # synchronous: the next step donates ``state``
+    (workdir / "early_stopping.json").write_text(json.dumps(stopper.state_dict()))
+    return stop
