@@ -42,6 +42,9 @@ class LayerFlow:
     repeated call of a shared layer. ``activation_*`` describe the layer module's output
     (for Linear / Conv: the pre-activation), over batch and features together.
     ``update_to_param`` is ``||update|| / ||param||`` (None when no update was given).
+    ``dead_unit_fraction``: the fraction of output units (last axis) that are <= 0 for
+    every example and position of the batch -- for a layer followed by ReLU, units that
+    pass no signal and get no gradient ("dead ReLUs").
     """
 
     name: str = dataclasses.field(metadata={"static": True})
@@ -51,6 +54,7 @@ class LayerFlow:
     activation_mean: jax.Array
     activation_std: jax.Array
     update_to_param: jax.Array | None = None
+    dead_unit_fraction: jax.Array | None = None
 
 
 def softmax_cross_entropy(logits: jax.Array, batch: PyTree) -> jax.Array:
@@ -177,6 +181,9 @@ def gradient_flow(
             activation_mean=jnp.mean(act),
             activation_std=jnp.std(act),
             update_to_param=ratio,
+            dead_unit_fraction=jnp.mean(jnp.all(
+                act.reshape(-1, act.shape[-1]) <= 0, axis=0).astype(jnp.float32))
+            if act.ndim >= 1 else None,
         ))
     return report
 

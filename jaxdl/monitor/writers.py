@@ -80,6 +80,11 @@ class MetricWriter:
             for name, value in values.items():
                 self._tb.add_scalar(f"{split}/{name}", value, int(step))
 
+    @property
+    def tensorboard(self):
+        """The tensorboardX ``SummaryWriter`` (None when TensorBoard is off)."""
+        return self._tb
+
     def flush(self) -> None:
         self._file.flush()
         if self._tb is not None:
