@@ -119,3 +119,29 @@ def test_bad_inputs_name_the_argument():
         E.top_k_accuracy(np.zeros((3, 2)), np.array([0, 1, 1]), 3)
     with pytest.raises(ValueError, match="average='mean'"):
         E.precision_recall_f1(np.zeros(3, int), np.zeros(3, int), 2, "mean")
+
+
+def test_temperature_scaling_lowers_ece_of_an_overconfident_model(tmp_path):
+    from jaxdl.eval.calibration import calibration_curves, fit_temperature
+
+    # Logits of a calibrated model (true T = 1), then sharpened x3: over-confident.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, size=4000)
+    calibrated = rng.normal(size=(4000, 10))
+    probs = E.softmax(calibrated)
+    labels = np.array([rng.choice(10, p=p) for p in probs])  # labels drawn from the model
+    overconfident = 3.0 * calibrated
+    fit = fit_temperature(overconfident, labels)
+    assert fit.temperature == pytest.approx(3.0, rel=0.1)
+    assert fit.nll_after < fit.nll_before and fit.ece_after < 0.5 * fit.ece_before
+    assert fit.ece_after < 0.03
+    # Scaling never changes a prediction.
+    np.testing.assert_array_equal((overconfident / fit.temperature).argmax(1),
+                                  overconfident.argmax(1))
+    # The NLL at the fitted T is a minimum along T.
+    for factor in (0.9, 1.1):
+        assert E.negative_log_likelihood(overconfident / (fit.temperature * factor),
+                                         labels) > fit.nll_after
+    curves = calibration_curves(overconfident, labels, fit.temperature)
+    E.plot_reliability_diagram(curves, tmp_path / "calibration.png")
+    assert (tmp_path / "calibration.png").exists()

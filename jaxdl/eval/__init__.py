@@ -1,6 +1,8 @@
 """Evaluation (book chapter 100): metrics beyond accuracy, calibration, error analysis and
-validation protocols. Host-side numpy functions of what a held-out pass returns."""
+validation protocols, temperature scaling. Host-side numpy functions of what a held-out pass
+returns (``jaxdl.eval.predict.predict`` produces the logits)."""
 
+from jaxdl.eval.calibration import TemperatureFit, calibration_curves, fit_temperature
 from jaxdl.eval.errors import (
     most_confused_pairs,
     per_class_breakdown,
@@ -32,6 +34,7 @@ from jaxdl.eval.validation import (
 )
 
 __all__ = [
+    "TemperatureFit", "calibration_curves", "fit_temperature",
     "accuracy", "classification_report", "confusion_matrix", "expected_calibration_error",
     "kfold", "most_confused_pairs", "negative_log_likelihood", "nested_cross_validation",
     "per_class_breakdown", "per_example_loss", "per_slice_breakdown", "perplexity",

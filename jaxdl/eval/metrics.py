@@ -95,7 +95,7 @@ def precision_recall_f1(labels: np.ndarray, predictions: np.ndarray, num_classes
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn) if tp + fn else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"precision": precision, "recall": recall, "f1": f1,
+        return {"precision": float(precision), "recall": float(recall), "f1": float(f1),
                 "support": float(support.sum())}
     precision = np.divide(true_pos, predicted, out=np.zeros_like(true_pos), where=predicted > 0)
     recall = np.divide(true_pos, support, out=np.zeros_like(true_pos), where=support > 0)
