@@ -15,7 +15,7 @@ each hold one concept:
 * :mod:`~jaxdl.autodiff.gradcheck`: float64 central-difference gradient checking with a
   relative error per parameter leaf.
 * :mod:`~jaxdl.autodiff.gradient_flow`: per-layer gradient and activation norms of an NNX
-  model, and a vanishing/exploding diagnosis.
+  model (``gradient_flow.gradient_flow``), and a vanishing/exploding diagnosis.
 * :mod:`~jaxdl.autodiff.graph`: a function's jaxpr as a DAG (topological order, parallel
   levels, FLOPs, DOT and networkx export).
 * :mod:`~jaxdl.autodiff.xla_view`: HLO op counts before/after XLA's optimisations, and the
@@ -24,7 +24,7 @@ each hold one concept:
 """
 
 from jaxdl.autodiff.gradcheck import GradCheckReport, check_gradients
-from jaxdl.autodiff.gradient_flow import diagnose, format_gradient_flow, gradient_flow
+from jaxdl.autodiff.gradient_flow import diagnose, format_gradient_flow
 from jaxdl.autodiff.graph import ComputationGraph, build_graph
 from jaxdl.autodiff.meta import learn_learning_rate, meta_gradient, unrolled_sgd
 from jaxdl.autodiff.per_example import (
@@ -55,7 +55,7 @@ from jaxdl.autodiff.xla_view import hlo_op_counts, remat_memory_report
 __all__ = [
     "ComputationGraph", "GradCheckReport", "build_graph", "check_gradients", "diagnose",
     "fisher_vector_product", "format_gradient_flow", "gauss_newton_vector_product",
-    "gradient_flow", "hessian", "hessian_vector_product", "hlo_op_counts",
+    "hessian", "hessian_vector_product", "hlo_op_counts",
     "hutchinson_diagonal", "hutchinson_trace", "jacobian", "jvp", "lanczos",
     "learn_learning_rate", "meta_gradient", "model_apply_fn", "model_loss_fn",
     "per_example_grad_norms", "per_example_grads", "per_example_grads_loop",
