@@ -7,15 +7,21 @@ cells = [
        "A tour of `jaxdl.autodiff` (book chapters 91-92). Everything here is a pure function "
        "of pytrees that runs under `jax.jit`, on CPU, GPU or TPU (Colab)."),
     install_cell(),
-    code("import os, time\n"
+    code("import io, os, time\n"
          "import jax, jax.numpy as jnp, numpy as np\n"
          "import matplotlib.pyplot as plt\n"
+         "from IPython.display import Image, display\n"
          "from flax import nnx\n"
          "from jaxdl import autodiff, functional\n"
          "from jaxdl.autodiff import tape\n"
          "from jaxdl.data import load_dataset\n"
          "from jaxdl.models import MODELS\n"
          "SMALL = 'JAXDL_NOTEBOOK_STEPS' in os.environ  # the test suite runs a tiny version\n"
+         "def show(fig):  # as PNG, whatever the matplotlib backend (headless runs too)\n"
+         "    buffer = io.BytesIO()\n"
+         "    fig.savefig(buffer, format='png', dpi=90)\n"
+         "    plt.close(fig)\n"
+         "    display(Image(buffer.getvalue()))\n"
          "digits = load_dataset('digits')\n"
          "batch = {k: v[:128] for k, v in digits.train.items()}\n"
          "model = MODELS.build({'name': 'mlp', 'hidden': (16,)}, field='model',\n"
@@ -59,8 +65,9 @@ cells = [
          "fig, ax = plt.subplots(figsize=(6, 3))\n"
          "labels = [f'{a}\\n{b}' for a, b in times]\n"
          "ax.bar(labels, [1e3 * t for t in times.values()])\n"
-         "ax.set_ylabel('ms per Jacobian'); ax.set_title('forward vs reverse mode')\n"
-         "plt.show()"),
+         "ax.set_ylabel('ms per Jacobian')\n"
+         "ax.set_title('forward vs reverse mode')\n"
+         "show(fig)"),
     md("## 3. Hessian-vector products and the spectrum\n"
        "Forward-over-reverse gives `H v` for a few gradients' cost, without the `[P, P]` "
        "matrix. For this small model we can still form `H` and compare; Lanczos finds the "
@@ -100,8 +107,10 @@ cells = [
     code("x, y = np.asarray(batch['x']).reshape(128, -1), np.asarray(batch['y'])\n"
          "losses = tape.train_tiny_mlp(x, y, hidden=32, steps=40 if SMALL else 300, lr=0.5)\n"
          "print(f'tape-trained MLP: loss {losses[0]:.3f} -> {losses[-1]:.3f}')\n"
-         "plt.figure(figsize=(5, 3)); plt.plot(losses); plt.xlabel('step')\n"
-         "plt.ylabel('cross-entropy'); plt.title('training on the tape engine'); plt.show()"),
+         "fig, ax = plt.subplots(figsize=(5, 3))\n"
+         "ax.plot(losses)\n"
+         "ax.set(xlabel='step', ylabel='cross-entropy', title='training on the tape engine')\n"
+         "show(fig)"),
     md("## 6. What XLA does to the graph, and what remat costs\n"
        "XLA fuses elementwise chains into one kernel and folds constants; "
        "`jax.checkpoint` trades recomputation for activation memory."),
