@@ -54,8 +54,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.async_checkpoints = True
     # Devices along the mesh's data axis; -1 takes every local device.
     c.mesh = ml_collections.ConfigDict({"data": -1})
-    # Training monitors, logged every log_every steps. Off by default where they cost time.
-    c.monitor = ml_collections.ConfigDict({"grad_norm": False})
+    # Training monitors (jaxdl.monitor.training), off by default where they cost time.
+    c.monitor = ml_collections.ConfigDict({
+        "grad_norm": False,  # global gradient norm in the train metrics
+        "skip_nonfinite": False, "max_nonfinite": 100,  # drop NaN/inf steps, name the layer
+        "spike_threshold": 0.0, "spike_window": 50,  # > 1: roll back loss spikes ...
+        "spike_min_excess": 0.5,  # ... that also exceed the median loss by this many nats
+        "lr_backoff": 0.5, "max_rollbacks": 3,  # ... and lower the learning rate
+        "dynamics_every": 0,  # per-layer gradient/update/activation statistics every N steps
+        "inject_nan_steps": (), "inject_spike_steps": (),  # fault injection (debugging)
+    })
+    # Early stopping on a held-out metric (jaxdl.regularize.early_stopping); patience = the
+    # number of evaluations without improvement before stopping, 0 = off.
+    c.early_stopping = ml_collections.ConfigDict(
+        {"patience": 0, "metric": "loss", "mode": "min", "min_delta": 0.0,
+         "restore_best": True})
     c.progress_bar = True
     c.plots = True
     return c

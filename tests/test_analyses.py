@@ -81,3 +81,31 @@ def test_hessian_spectrum_matches_the_dense_hessian(tmp_path):
     assert abs(np.sum(density) * (grid[1] - grid[0]) - 1.0) < 0.05  # a probability density
     assert (tmp_path / "hessian_spectrum.png").exists()
 
+
+
+@pytest.mark.slow
+def test_evaluation_report_agrees_with_the_loops_evaluation(tmp_path):
+    from experiments.analyses import evaluation_report
+
+    train = base_config()
+    train.model = {"name": "mlp", "hidden": (32,)}
+    train.num_steps = 40
+    train.optimizer.warmup_steps = 5
+    train.mesh.data = 1
+    train.progress_bar = False
+    train.plots = False
+    result = evaluation_report.run(workdir=tmp_path, seed=0, train=train, worst_k=8)
+    # Two implementations of the held-out metrics: the compiled eval step's masked sums
+    # (written by the loop) and the host-side numpy report.
+    records = [json.loads(line) for line in
+               (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
+    final_eval = [r for r in records if r["split"] == "eval"][-1]
+    summary = result["summary"]
+    assert summary["accuracy"] == pytest.approx(final_eval["accuracy"], abs=1e-5)
+    assert summary["nll"] == pytest.approx(final_eval["loss"], abs=1e-4)
+    assert summary["perplexity"] == pytest.approx(np.exp(final_eval["loss"]), rel=1e-3)
+    counts = np.asarray(result["confusion_matrix"])
+    assert counts.sum() == 359 and np.trace(counts) / 359 == pytest.approx(
+        summary["accuracy"], abs=1e-5)
+    for name in result["figures"]:
+        assert (tmp_path / name).stat().st_size > 5000

@@ -4,7 +4,15 @@ rather than only train it. Each registers ``run(*, workdir, seed, train=None, **
 Training inside an analysis always goes through ``jaxdl.train.train_and_evaluate``.
 """
 
+from experiments.analyses import (  # noqa: F401  (each module registers its analysis)
+    determinism,
+    evaluation_report,
+    hessian_spectrum,
+    hparam_search,
+    scaling_law,
+    sequence_models,
+    signal_propagation,
+)
 from experiments.analyses.registry import ANALYSES
-from experiments.analyses import hessian_spectrum, signal_propagation  # noqa: F401
 
 __all__ = ["ANALYSES"]

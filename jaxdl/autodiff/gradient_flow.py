@@ -55,6 +55,8 @@ class LayerFlow:
     activation_std: jax.Array
     update_to_param: jax.Array | None = None
     dead_unit_fraction: jax.Array | None = None
+    activation_histogram: jax.Array | None = None  # [bins] counts on activation_range
+    activation_range: jax.Array | None = None  # [2] min and max of the activation
 
 
 def softmax_cross_entropy(logits: jax.Array, batch: PyTree) -> jax.Array:
@@ -127,6 +129,7 @@ def gradient_flow(
     update: PyTree | None = None,
     train: bool = False,
     rng: jax.Array | None = None,
+    histogram_bins: int = 0,
 ) -> list[LayerFlow]:
     """Gradient-flow report for one batch, ordered by execution (input to output).
 
@@ -139,6 +142,7 @@ def gradient_flow(
       update: optional pytree like ``params`` (e.g. an optimiser's update) for the
         update-to-parameter ratio.
       train, rng: passed to the model call as in ``jaxdl.functional.apply``.
+      histogram_bins: if > 0, also a histogram of each activation over its own range.
 
     Returns:
       list of :class:`LayerFlow`, one per call of a layer that owns ``nnx.Param``s;
@@ -184,8 +188,17 @@ def gradient_flow(
             dead_unit_fraction=jnp.mean(jnp.all(
                 act.reshape(-1, act.shape[-1]) <= 0, axis=0).astype(jnp.float32))
             if act.ndim >= 1 else None,
+            **(_histogram(act, histogram_bins) if histogram_bins else {}),
         ))
     return report
+
+
+def _histogram(act: jax.Array, bins: int) -> dict[str, jax.Array]:
+    low, high = jnp.min(act), jnp.max(act)
+    width = jnp.maximum(high - low, 1e-12)
+    index = jnp.clip(((act - low) / width * bins).astype(jnp.int32), 0, bins - 1)
+    counts = jnp.zeros(bins, jnp.float32).at[index.reshape(-1)].add(1.0)
+    return {"activation_histogram": counts, "activation_range": jnp.stack([low, high])}
 
 
 def format_gradient_flow(report: list[LayerFlow]) -> str:

@@ -8,7 +8,11 @@
 Nothing here imports jax; arrays are numpy and stay on the host.
 """
 
-from jaxdl.data import images, text  # noqa: F401  (registers the data sets)
+from jaxdl.data import (  # noqa: F401  (importing them registers the data sets)
+    images,
+    sequences,  # sequence_task, recall, tinyshakespeare_streams
+    text,
+)
 from jaxdl.data.dataset import DATASETS, Dataset, load_dataset
 from jaxdl.data.files import DataError, find_data_file
 from jaxdl.data.iterator import BatchIterator, eval_batches

@@ -25,6 +25,7 @@ import numpy as np
 from jaxdl.autodiff.gradient_flow import LayerFlow, diagnose, gradient_flow
 
 DYNAMICS_FILE = "dynamics.jsonl"
+HISTOGRAM_BINS = 40
 FIELDS = ("param_grad_norm", "param_norm", "update_to_param", "activation_norm",
           "activation_mean", "activation_std", "dead_unit_fraction")
 
@@ -41,7 +42,8 @@ class DynamicsMonitor:
             kept = [r for r in read_dynamics(workdir) if r["step"] <= resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._tb = tensorboard
-        self._flow = jax.jit(functools.partial(gradient_flow, graphdef))
+        self._flow = jax.jit(functools.partial(gradient_flow, graphdef,
+                                               histogram_bins=HISTOGRAM_BINS))
 
     def record(self, step: int, params: Any, model_state: Any, batch: dict[str, Any],
                update: Any) -> list[LayerFlow]:
@@ -49,18 +51,40 @@ class DynamicsMonitor:
         report = jax.device_get(self._flow(params, model_state, dict(batch), update=update))
         layers = {layer.name: {f: _float(getattr(layer, f)) for f in FIELDS}
                   for layer in report}
+        for layer in report:
+            layers[layer.name]["activation_histogram"] = \
+                np.asarray(layer.activation_histogram).tolist()
+            layers[layer.name]["activation_range"] = np.asarray(layer.activation_range).tolist()
         with open(self.path, "a") as file:
             file.write(json.dumps({"step": int(step), "layers": layers}) + "\n")
         if self._tb is not None:
             for name, stats in layers.items():
-                for field, value in stats.items():
+                for field in FIELDS:
+                    value = stats[field]
                     if value is not None and math.isfinite(value):
                         self._tb.add_scalar(f"dynamics/{name}/{field}", value, int(step))
+            for layer in report:
+                _add_histogram(self._tb, f"activations/{layer.name}", layer, int(step))
             flat = jax.tree_util.tree_leaves_with_path(jax.device_get(params))
             for path, leaf in flat:
                 self._tb.add_histogram(f"weights{jax.tree_util.keystr(path)}",
                                        np.asarray(leaf, np.float32), int(step))
         return report
+
+
+def _add_histogram(tb: Any, tag: str, layer: LayerFlow, step: int) -> None:
+    """A TensorBoard histogram from the fixed-bin counts computed on the device."""
+    counts = np.asarray(layer.activation_histogram, np.float64)
+    low, high = (float(v) for v in np.asarray(layer.activation_range))
+    total = counts.sum()
+    if not (np.isfinite(low) and np.isfinite(high)) or total == 0:
+        return
+    edges = np.linspace(low, high, counts.size + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    tb.add_histogram_raw(tag, min=low, max=high, num=int(total),
+                         sum=float(counts @ centres), sum_squares=float(counts @ centres ** 2),
+                         bucket_limits=edges[1:].tolist(), bucket_counts=counts.tolist(),
+                         global_step=step)
 
 
 def _float(value: Any) -> float | None:
@@ -113,8 +137,11 @@ def plot_dynamics(workdir: str | pathlib.Path, filename: str = "dynamics.png",
         return np.array([[np.nan if (v := r["layers"].get(n, {}).get(field)) is None else v
                           for r in records] for n in names], np.float64)
 
-    panels = 4 if params is not None else 3
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 0.35 * len(names) + 3))
+    fig, grid = plt.subplots(2, 3, figsize=(16, 2 * (0.3 * len(names) + 3)))
+    axes = grid.ravel()
+    axes[5].axis("off")
+    if params is None:
+        axes[4].axis("off")
     with np.errstate(divide="ignore", invalid="ignore"):
         heat = np.log10(table("param_grad_norm"))
     image = axes[0].imshow(heat, aspect="auto", cmap="viridis", interpolation="nearest")
@@ -131,14 +158,23 @@ def plot_dynamics(workdir: str | pathlib.Path, filename: str = "dynamics.png",
         axes[2].plot(steps, row, label=name)
     axes[2].set(xlabel="step", ylim=(-0.02, 1.02), title="dead-unit fraction")
     axes[2].legend(fontsize=6)
+    for name, stats in records[-1]["layers"].items():
+        counts = np.asarray(stats.get("activation_histogram") or [], np.float64)
+        if counts.size and counts.sum() > 0:
+            low, high = stats["activation_range"]
+            centres = low + (np.arange(counts.size) + 0.5) * (high - low) / counts.size
+            axes[3].plot(centres, counts / counts.sum(), label=name)
+    axes[3].set(yscale="log", xlabel="activation (layer output)",
+                title=f"activation histograms (step {steps[-1]})")
+    axes[3].legend(fontsize=6)
     if params is not None:
         for path, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(params)):
             leaf = np.asarray(leaf, np.float64).ravel()
             if leaf.size > 1:
-                axes[3].hist(leaf, bins=60, histtype="step", density=True,
+                axes[4].hist(leaf, bins=60, histtype="step", density=True,
                              label=jax.tree_util.keystr(path))
-        axes[3].set(title="weight histograms (final)", yscale="log")
-        axes[3].legend(fontsize=5)
+        axes[4].set(title="weight histograms (final)", yscale="log")
+        axes[4].legend(fontsize=5)
     fig.tight_layout()
     path = pathlib.Path(workdir) / filename
     fig.savefig(path, dpi=100)

@@ -7,9 +7,10 @@
   (:func:`locate_nonfinite`, from :func:`jaxdl.autodiff.gradient_flow`).
 * **Loss spikes.** :class:`SpikeDetector` flags a step whose loss exceeds ``threshold`` x
   the median of the recent finite losses (a robust baseline that a single spike does not
-  move). The loop restores the last checkpoint -- saved only after its window was checked,
-  so it predates the spike -- and halves the learning rate through :func:`lr_backoff`, a
-  transformation whose factor lives in the optimizer state, so changing it needs no
+  move) and that median plus ``min_excess`` nats. The loop restores the last checkpoint
+  -- saved only after its window was checked, so it predates the spike -- and lowers the
+  learning rate through :func:`lr_backoff`, a transformation whose factor lives in the
+  optimizer state, so changing it needs no
   recompilation (as large-scale runs restart before a spike with a lower rate and fresh
   data; Chowdhery et al., 2022, sec. 5.1).
 * **Recompilation.** :class:`TraceCounter` counts how often a jitted function was traced;
@@ -93,18 +94,24 @@ def _is_apply_if_finite(node: Any) -> bool:
 
 
 class SpikeDetector:
-    """Flags ``loss > threshold * median(last `window` finite losses)``.
+    """Flags ``loss > threshold * m`` and ``loss > m + min_excess``, ``m`` the median of the
+    last ``window`` finite losses.
 
-    Needs ``min_history`` losses before it judges; non-finite losses are left to the
-    non-finite guard. Its history is host state, rebuilt after a rollback.
+    The absolute margin keeps ordinary minibatch noise late in training (losses near 0,
+    where a factor of a few is a few hundredths of a nat) from counting as spikes. Needs
+    ``min_history`` losses before it judges; non-finite losses are left to the non-finite
+    guard.
     """
 
-    def __init__(self, threshold: float, window: int = 50, min_history: int = 10):
+    def __init__(self, threshold: float, window: int = 50, min_history: int = 10,
+                 min_excess: float = 0.5):
         if not threshold > 1.0:
             raise ValueError(f"monitor.spike_threshold={threshold}: expected > 1 (0 = off).")
         if window < min_history or min_history < 1:
             raise ValueError(f"monitor.spike_window={window}: expected >= {min_history}.")
-        self.threshold, self.min_history = threshold, min_history
+        if min_excess < 0:
+            raise ValueError(f"monitor.spike_min_excess={min_excess}: expected >= 0.")
+        self.threshold, self.min_history, self.min_excess = threshold, min_history, min_excess
         self.history: collections.deque[float] = collections.deque(maxlen=window)
 
     def check(self, losses: list[tuple[int, float]]) -> int | None:
@@ -114,7 +121,7 @@ class SpikeDetector:
                 continue
             if len(self.history) >= self.min_history:
                 baseline = float(np.median(self.history))
-                if loss > self.threshold * baseline:
+                if loss > self.threshold * baseline and loss > baseline + self.min_excess:
                     return step
             self.history.append(loss)
         return None

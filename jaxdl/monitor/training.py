@@ -5,7 +5,8 @@
                            first offending layer in ``events.jsonl`` and the log
 ``spike_threshold``        > 1 turns on loss-spike rollback: a step loss above
                            threshold x the median of the last ``spike_window``
-                           losses restores the last checkpoint and multiplies the
+                           losses (and above it by ``spike_min_excess`` nats)
+                           restores the last checkpoint and multiplies the
                            learning rate by ``lr_backoff`` (at most ``max_rollbacks``)
 ``dynamics_every``         per-layer gradient/update/activation statistics every N
                            steps (``dynamics.jsonl``, TensorBoard, ``dynamics.png``)
@@ -37,6 +38,7 @@ from jaxdl.monitor.instability import (
     lr_backoff,
     set_backoff_factor,
 )
+from jaxdl.monitor.reproducibility import params_fingerprint
 from jaxdl.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,9 @@ def validate_monitor(config: ml_collections.ConfigDict) -> None:
                 f"config.checkpoint_every={config.checkpoint_every}: spike rollback needs "
                 f"checkpoints at multiples of config.log_every={config.log_every}, so every "
                 "checkpoint is saved after its steps were checked.")
+        if m.spike_min_excess < 0:
+            raise ConfigError(f"config.monitor.spike_min_excess={m.spike_min_excess}: expected "
+                              ">= 0.")
         if m.spike_window < 10:
             raise ConfigError(f"config.monitor.spike_window={m.spike_window}: expected >= 10.")
     for key in ("dynamics_every", "max_rollbacks", "max_nonfinite"):
@@ -82,7 +87,8 @@ class Monitors:
         self.recent: dict[int, Any] = {}  # host batches of the current log window
         self.rollbacks = 0
         self.injected: set[int] = set()
-        self.spikes = SpikeDetector(self.m.spike_threshold, self.m.spike_window) \
+        self.spikes = SpikeDetector(self.m.spike_threshold, self.m.spike_window,
+                                    min_excess=self.m.spike_min_excess) \
             if self.m.spike_threshold else None
         self.dynamics = DynamicsMonitor(graphdef, workdir, tensorboard=tensorboard,
                                         resume_step=resume_step) \
@@ -141,7 +147,7 @@ class Monitors:
         log.warning("step %d: loss spike (%.4g); rolled back to step %d, learning rate x%g",
                     spike_step, loss, restored_step, factor)
         self.event(spike_step, "spike_rollback", loss=loss, restored_step=restored_step,
-                   lr_factor=factor)
+                   lr_factor=factor, restored_params_sha256=params_fingerprint(state.params))
         return state.replace(opt_state=set_backoff_factor(state.opt_state, factor))
 
     def finish(self, params: Any, plots: bool) -> None:

@@ -1,10 +1,11 @@
 """Optimizers as optax ``GradientTransformation`` s, built by name from a config section.
 
-``config.optimizer`` holds ``name`` plus the options every optimizer shares (``schedule``,
-``learning_rate``, ``warmup_steps``, ``final_fraction``, ``clip_norm``) and the chosen
+``config.optimizer`` holds ``name`` plus the options every optimizer shares
+(:data:`SHARED_KEYS`: the rate and its schedule, clipping, accumulation) and the chosen
 optimizer's own options (e.g. ``weight_decay``, ``b1``). The result is
-``optax.chain(clip_by_global_norm, optimizer)``, so our own transformations compose with
-optax's. Weight decay skips 1-D parameters (biases, norm scales) by default.
+``optax.chain(clipping..., optimizer)``, wrapped in ``optax.MultiSteps`` when
+``accumulate_steps > 1``, so our own transformations compose with optax's. Weight decay
+skips 1-D parameters (biases, norm scales) by default.
 """
 
 from __future__ import annotations
@@ -12,48 +13,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import optax
 
-from jaxdl.optim.schedules import SCHEDULES, make_schedule
-from jaxdl.registry import ConfigError, Registry
+from jaxdl.optim import first_order, kfac, second_order  # noqa: F401  (registers them)
+from jaxdl.optim.clipping import clip_by_layer_norm, clipping_chain
+from jaxdl.optim.first_order import decay_mask
+from jaxdl.optim.registry import OPTIMIZERS
+from jaxdl.optim.schedules import (
+    SCHEDULE_OPTIONS,
+    SCHEDULES,
+    make_schedule,
+    scale_learning_rate,
+)
+from jaxdl.registry import ConfigError
 
-OPTIMIZERS = Registry("optimizer")
-SHARED_KEYS = ("learning_rate", "schedule", "warmup_steps", "final_fraction", "clip_norm")
-
-
-def decay_mask(params: Any) -> Any:
-    """True for parameters that get weight decay: matrices and kernels (ndim > 1)."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
-
-
-@OPTIMIZERS.register("sgd")
-def sgd(*, learning_rate: optax.ScalarOrSchedule, momentum: float = 0.0, nesterov: bool = False):
-    """SGD, with heavy-ball (Polyak, 1964) or Nesterov (1983) momentum when ``momentum > 0``."""
-    return optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov)
+SHARED_KEYS = ("learning_rate", "schedule", "warmup_steps", "final_fraction", "clip_norm",
+               "clip_layer_norm", "clip_value", "accumulate_steps", *SCHEDULE_OPTIONS)
 
 
-@OPTIMIZERS.register("adam")
-def adam(
-    *, learning_rate: optax.ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
-):
-    """Adam (Kingma & Ba, 2015)."""
-    return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
-
-
-@OPTIMIZERS.register("adamw")
-def adamw(
-    *,
-    learning_rate: optax.ScalarOrSchedule,
-    weight_decay: float = 1e-4,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    decay_all: bool = False,
-):
-    """AdamW, decoupled weight decay (Loshchilov & Hutter, 2019); 1-D params not decayed."""
-    mask = None if decay_all else decay_mask
-    return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
+def _number(section: dict, key: str, default: float, *, integer: bool = False) -> Any:
+    value = section.pop(key, default)
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
+        expected = "an integer" if integer else "a number"
+        raise ConfigError(f"optimizer.{key}={value!r}: expected {expected} >= 0.")
+    return value
 
 
 def build_optimizer(
@@ -61,29 +45,40 @@ def build_optimizer(
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Build ``(transformation, schedule)`` from ``config.optimizer``.
 
-    Raises ConfigError naming the field for unknown names, unknown options or bad values.
+    With ``accumulate_steps = k > 1`` the schedule counts *updates*: ``num_steps // k`` of
+    them over the run. Raises ConfigError naming the field for unknown names, unknown
+    options or bad values.
     """
     section = dict(section)
     if "name" not in section:
         raise ConfigError(f"optimizer.name is missing; expected one of {OPTIMIZERS.names()}.")
     learning_rate = section.pop("learning_rate", None)
-    if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
+            or learning_rate <= 0:
         raise ConfigError(f"optimizer.learning_rate={learning_rate!r}: expected a number > 0.")
+    accumulate = _number(section, "accumulate_steps", 1, integer=True)
+    if accumulate < 1:
+        raise ConfigError(f"optimizer.accumulate_steps={accumulate}: expected an integer >= 1.")
+    schedule_options = {k: section.pop(k) for k in SCHEDULE_OPTIONS if k in section}
     schedule = make_schedule(
         section.pop("schedule", "constant"),
         float(learning_rate),
-        num_steps,
+        max(num_steps // accumulate, 1),
         warmup_steps=section.pop("warmup_steps", 0),
         final_fraction=section.pop("final_fraction", 0.0),
+        **schedule_options,
     )
-    clip_norm = section.pop("clip_norm", 0.0)
-    if clip_norm < 0:
-        raise ConfigError(f"optimizer.clip_norm={clip_norm}: expected >= 0 (0 disables).")
+    clips = clipping_chain(clip_norm=_number(section, "clip_norm", 0.0),
+                           clip_layer_norm=_number(section, "clip_layer_norm", 0.0),
+                           clip_value=_number(section, "clip_value", 0.0))
     optimizer = OPTIMIZERS.build(section, field="optimizer", learning_rate=schedule)
-    if clip_norm > 0:
-        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+    if clips:
+        optimizer = optax.chain(*clips, optimizer)
+    if accumulate > 1:
+        optimizer = optax.MultiSteps(optimizer, every_k_schedule=accumulate)
+        optimizer = optimizer.gradient_transformation()
     return optimizer, schedule
 
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "SHARED_KEYS", "build_optimizer", "decay_mask",
-           "make_schedule"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "SHARED_KEYS", "build_optimizer", "clip_by_layer_norm",
+           "decay_mask", "make_schedule", "scale_learning_rate"]

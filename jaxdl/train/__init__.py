@@ -1,5 +1,9 @@
 """Training: state, objectives, compiled steps, the experiment builder and the one loop."""
 
+from jaxdl.train import (  # noqa: F401  (importing them registers their objectives)
+    autoencoder_objective,
+    sequence_objectives,  # seq2seq, tbptt_language_model
+)
 from jaxdl.train.experiment import Experiment, build_experiment, validate_config
 from jaxdl.train.loop import TrainResult, evaluate, train_and_evaluate
 from jaxdl.train.objectives import OBJECTIVES, Objective

@@ -19,6 +19,7 @@ from jaxdl import functional, parallel
 from jaxdl.config import check_known_keys, check_positive
 from jaxdl.data import DATASETS, Dataset, load_dataset
 from jaxdl.models import MODELS
+from jaxdl.monitor.training import validate_monitor, wrap_optimizer
 from jaxdl.optim import OPTIMIZERS, SHARED_KEYS, build_optimizer
 from jaxdl.registry import ConfigError
 from jaxdl.train.objectives import OBJECTIVES, Objective
@@ -50,6 +51,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 raise ConfigError(f"config.model.{supplied} is set by the trainer from the data "
                                   "set; remove it from the config.")
         registry.check_kwargs(name, options, field=section)
+    validate_monitor(config)
     devices = parallel.make_mesh(config.mesh.data).devices.size
     for key in ("batch_size", "eval_batch_size"):
         if config[key] % devices:
@@ -104,6 +106,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     graphdef = functional.abstract_graphdef(factory)
     objective = OBJECTIVES.build(config.loss, field="loss", graphdef=graphdef)
     tx, schedule = build_optimizer(config.optimizer, config.num_steps)
+    tx = wrap_optimizer(tx, config.monitor)  # learning-rate back-off, non-finite guard
 
     def init(key: jax.Array) -> TrainState:
         init_key, state_key = jax.random.split(key)

@@ -17,6 +17,7 @@ import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
@@ -24,7 +25,9 @@ from tqdm.auto import tqdm
 from jaxdl.checkpoint import Checkpointer
 from jaxdl.data import BatchIterator, eval_batches
 from jaxdl.monitor import MetricWriter, plot_curves
+from jaxdl.monitor.instability import backoff_factor
 from jaxdl.monitor.reproducibility import run_record
+from jaxdl.monitor.training import Monitors
 from jaxdl.regularize.early_stopping import EarlyStopping, check_early_stopping
 from jaxdl.train.experiment import Experiment, build_experiment
 from jaxdl.train.state import TrainState
@@ -67,8 +70,18 @@ def evaluate(experiment: Experiment, state: TrainState) -> dict[str, float]:
 
 
 def _mean_metrics(window: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over the window's finite values; ``nonfinite_steps`` counts the
+    steps whose loss was NaN/inf (skipped when ``monitor.skip_nonfinite`` is on)."""
     host = jax.device_get(window)
-    return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    means = {}
+    for key in host[0]:
+        values = np.asarray([m[key] for m in host], np.float64)
+        finite = values[np.isfinite(values)]
+        means[key] = float(finite.mean()) if finite.size else float("nan")
+    bad = sum(not np.isfinite(float(m["loss"])) for m in host)
+    if bad:
+        means["nonfinite_steps"] = float(bad)
+    return means
 
 
 def _write_run_info(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
@@ -110,24 +123,47 @@ def train_and_evaluate(
         train_iter.set_state(data_state)
         log.info("resumed from step %d in %s", resumed_from, workdir)
     writer = MetricWriter(workdir, resume_step=resumed_from)
-    stopper, best_checkpointer = _make_early_stopping(stop_options, workdir)
-    stop_now = False
-    start = int(state.step)
-    stopped = stopper is not None and stopper.stopped_step is not None
-    end = start if stopped else config.num_steps  # an early-stopped run stays stopped
+    monitors = Monitors(config, experiment.graphdef, workdir, tensorboard=writer.tensorboard,
+                        resume_step=resumed_from)
+    stopper, best = _make_early_stopping(stop_options, workdir)
+    step = int(state.step)
     eval_metrics: dict[str, float] = {}
-    window: list[dict[str, Any]] = []
-    bar = tqdm(total=config.num_steps, initial=start, desc=f"{config.model.name}/"
+    window: list[tuple[int, dict[str, Any]]] = []
+    bar = tqdm(total=config.num_steps, initial=step, desc=f"{config.model.name}/"
                f"{config.data.name}", disable=not config.progress_bar, unit="step",
                dynamic_ncols=True, mininterval=0.5)
     try:
-        for step in range(start + 1, end + 1):
-            batch = jax.device_put(next(train_iter), experiment.batch_sharding)
+        stopped = stopper is not None and stopper.stopped_step is not None  # on resume
+        while step < config.num_steps and not stopped:
+            step += 1
+            batch = monitors.prepare(step, next(train_iter))
+            batch = jax.device_put(batch, experiment.batch_sharding)
+            before = jax.tree.map(jnp.copy, state.params) if monitors.wants_dynamics(step) \
+                else None
             state, metrics = experiment.train_step(state, batch)
-            window.append(metrics)
+            if before is not None:
+                monitors.record_dynamics(step, before, state, batch)
+            window.append((step, metrics))
             last = step == config.num_steps
             if config.log_every and (step % config.log_every == 0 or last):
-                train_metrics = _mean_metrics(window)
+                losses = [(s, float(m["loss"])) for s, m in jax.device_get(window)]
+                spike = monitors.check_window(losses, state)
+                if spike is not None:  # back to the last good state, with a lower rate
+                    factor = backoff_factor(state.opt_state)
+                    checkpointer.wait()
+                    restored = checkpointer.latest_step()
+                    if restored is None:  # no checkpoint yet: the initial state
+                        state, restored = experiment.init_state(), 0
+                    else:
+                        state, _ = checkpointer.restore(restored, state)
+                    state = monitors.after_rollback(spike, restored, state, factor,
+                                                    dict(losses)[spike])
+                    writer.close()
+                    writer = MetricWriter(workdir, resume_step=restored)
+                    bar.n = restored
+                    step, window = restored, []
+                    continue
+                train_metrics = _mean_metrics([m for _, m in window])
                 train_metrics["learning_rate"] = float(experiment.schedule(step - 1))
                 writer.write(step, "train", train_metrics)
                 bar.set_postfix(loss=f"{train_metrics['loss']:.4f}", refresh=False)
@@ -137,28 +173,26 @@ def train_and_evaluate(
                 writer.write(step, "eval", eval_metrics)
                 bar.set_postfix({f"eval_{k}": f"{v:.4f}" for k, v in eval_metrics.items()},
                                 refresh=False)
-                if stopper is not None:
-                    stop_now = _early_stopping_update(stopper, best_checkpointer, step,
-                                                      eval_metrics, state, workdir)
-            if (config.checkpoint_every and step % config.checkpoint_every == 0) or last \
-                    or stop_now:
+                if stopper is not None and _early_stopping_update(stopper, best, step,
+                                                                  eval_metrics, state, workdir):
+                    last = True  # patience exhausted: checkpoint this step and stop
+            if (config.checkpoint_every and step % config.checkpoint_every == 0) or last:
                 checkpointer.save(step, state, train_iter.get_state())
             bar.update(1)
-            if stop_now:
-                log.info("early stopping at step %d (best step %d)", step, stopper.best_step)
+            if last:
                 break
-        if stopper is not None and stop_options["restore_best"] \
-                and stopper.best_step is not None:
-            state, _ = best_checkpointer.restore(stopper.best_step, state)
-            eval_metrics = evaluate(experiment, state)
         if not eval_metrics:  # already finished before this call: report the final state
+            eval_metrics = evaluate(experiment, state)
+        if stopper is not None and stop_options["restore_best"] and stopper.best_step:
+            state, _ = best.restore(stopper.best_step, state)
             eval_metrics = evaluate(experiment, state)
     finally:
         bar.close()
         checkpointer.close()
         writer.close()
-        if best_checkpointer is not None:
-            best_checkpointer.close()
+        if best is not None:
+            best.close()
+    monitors.finish(state.params, config.plots)
     if config.plots:
         plot_curves(workdir)
     return TrainResult(state, eval_metrics, workdir, experiment, resumed_from,

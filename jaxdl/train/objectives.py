@@ -20,6 +20,7 @@ from flax import nnx
 
 from jaxdl import functional
 from jaxdl.registry import Registry
+from jaxdl.regularize import training as regularization
 
 OBJECTIVES = Registry("loss")
 
@@ -30,16 +31,31 @@ class Objective(NamedTuple):
 
 
 @OBJECTIVES.register("classification")
-def classification(*, graphdef: nnx.GraphDef, label_smoothing: float = 0.0) -> Objective:
+def classification(*, graphdef: nnx.GraphDef, label_smoothing: float = 0.0,
+                   l1: float = 0.0, l2: float = 0.0, augment: dict | None = None,
+                   mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                   adversarial: dict | None = None,
+                   robust_eval: dict | None = None) -> Objective:
     """Softmax cross-entropy on integer labels, with optional label smoothing
     (Szegedy et al., 2016).
 
     Batch: ``x: [batch, ...]``, ``y: int [batch]`` or ``[batch, seq]`` (one label per
     position, e.g. next-character prediction); logits ``[..., num_classes]``.
     Metrics: ``loss`` (mean cross-entropy, nats), ``accuracy``.
+
+    Regularizers (all off by default; ``jaxdl.regularize``), applied to each training
+    batch with the step's PRNG key: ``l1``/``l2`` penalties on kernels; ``augment``, e.g.
+    ``{"crop_padding": 2, "rotate_degrees": 10}``; ``mixup_alpha`` / ``cutmix_alpha``
+    (one of them; images only); ``adversarial``, e.g. ``{"attack": "pgd", "epsilon": 0.1,
+    "steps": 5, "fraction": 0.5}`` (adversarial training). ``robust_eval`` maps a name to
+    an attack, e.g. ``{"fgsm": {"attack": "fgsm", "epsilon": 0.1}}``, and adds held-out
+    metrics ``robust_accuracy_<name>``.
     """
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"loss.label_smoothing={label_smoothing}: expected 0 <= value < 1.")
+    reg = regularization.check_options(l1=l1, l2=l2, augment=augment, mixup_alpha=mixup_alpha,
+                                       cutmix_alpha=cutmix_alpha, adversarial=adversarial,
+                                       robust_eval=robust_eval)
 
     def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
         logits = logits.astype(jnp.float32)
@@ -49,6 +65,9 @@ def classification(*, graphdef: nnx.GraphDef, label_smoothing: float = 0.0) -> O
         return optax.softmax_cross_entropy(logits, targets)
 
     def loss(params, model_state, batch, rng):
+        if reg.training:  # any regularizer switched on: the jaxdl.regularize path
+            return regularization.regularized_loss(reg, graphdef, label_smoothing, params,
+                                                   model_state, batch, rng)
         logits, new_state = functional.apply(
             graphdef, params, model_state, batch["x"], train=True, rng=rng
         )
@@ -65,10 +84,14 @@ def classification(*, graphdef: nnx.GraphDef, label_smoothing: float = 0.0) -> O
                                   labels.shape)
         nll = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
         correct = (logits.argmax(-1) == labels).astype(jnp.float32)
-        return {
+        sums = {
             "loss": (nll * weight).sum(),
             "accuracy": (correct * weight).sum(),
             "count": weight.sum(),
         }
+        if reg.robust_eval:
+            sums.update(regularization.robust_accuracy_sums(reg, graphdef, params, model_state,
+                                                           batch, weight))
+        return sums
 
     return Objective(loss=loss, evaluate=evaluate)

@@ -15,6 +15,10 @@ import jax
 import numpy as np
 import optax
 
+from jaxdl.monitor.instability import TraceCounter
+from jaxdl.optim.curvature import curvature_requested, curvature_subsample
+from jaxdl.optim.kfac import fisher_gram_fn, fisher_vector_fn, value_grad_and_curvature
+from jaxdl.optim.kfac.estimator import subsample_batch
 from jaxdl.train.state import TrainState
 
 Batch = Mapping[str, Any]
@@ -69,6 +73,8 @@ def train_step_fn(loss_fn: Callable[..., Any], tx: optax.GradientTransformation,
     """
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        if curvature_requested(state.opt_state):  # K-FAC: statistics from the same pass
+            return curvature_step(loss_fn, tx, state, batch, grad_norm=grad_norm)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (metrics, model_state)), grads = grad_fn(
             state.params, state.model_state, batch, state.step_key()
@@ -84,6 +90,41 @@ def train_step_fn(loss_fn: Callable[..., Any], tx: optax.GradientTransformation,
         return new_state, metrics
 
     return step
+
+
+def curvature_step(loss_fn: Callable[..., Any], tx: optax.GradientTransformation,
+                   state: TrainState, batch: Batch, *, grad_norm: bool = False):
+    """The train step for optimizers that need curvature (K-FAC, second-order methods).
+
+    One forward pass with the curvature hooks on, the gradient, and the Kronecker-factor
+    statistics (:func:`jaxdl.optim.kfac.value_grad_and_curvature`), passed to the optimizer
+    as ``update(..., curvature=stats, loss_fn=..., loss=..., fisher_gram=...)`` (``loss_fn``:
+    the loss of this batch as a function of the parameters, for damping adaptation;
+    ``fisher_gram``: exact Fisher Gram matrices of vectors, for the adaptive step size;
+    ``fisher_vector``: exact Fisher-vector products, for second-order methods).
+    """
+    key = state.step_key()
+    every = curvature_subsample(state.opt_state)
+    (loss, (metrics, model_state)), grads, stats = value_grad_and_curvature(
+        loss_fn, state.params, state.model_state, batch, key, jax.random.fold_in(key, 1),
+        every)
+
+    def batch_loss(params: Any) -> jax.Array:
+        return loss_fn(params, state.model_state, batch, key)[0]
+
+    pieces = (loss_fn, state.params, state.model_state, subsample_batch(batch, every), key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, curvature=stats,
+                                   loss_fn=batch_loss, loss=loss,
+                                   fisher_gram=fisher_gram_fn(*pieces),
+                                   fisher_vector=fisher_vector_fn(*pieces))
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+    )
+    metrics = {**metrics, "loss": loss}
+    if grad_norm:
+        metrics["grad_norm"] = optax.global_norm(grads)
+    return new_state, metrics
 
 
 def make_train_step(
@@ -108,8 +149,10 @@ def make_train_step(
       donate: donate the input state's buffers to the output state.
       grad_norm: also return the global gradient norm as ``metrics["grad_norm"]``.
     """
+    # The counter warns if the step is ever traced again (a silent recompilation).
+    counted = TraceCounter(train_step_fn(loss_fn, tx, grad_norm=grad_norm), "train_step")
     jitted = jax.jit(
-        train_step_fn(loss_fn, tx, grad_norm=grad_norm),
+        counted,
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, metrics_sharding),
         donate_argnums=(0,) if donate else (),
