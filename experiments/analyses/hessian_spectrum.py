@@ -17,6 +17,7 @@ import numpy as np
 
 from experiments.analyses.registry import ANALYSES
 from jaxdl.autodiff import products, spectrum, stochastic
+from jaxdl.monitor.plots import subplots
 from jaxdl.train import build_experiment, train_and_evaluate
 
 
@@ -88,12 +89,8 @@ def run(*, workdir: pathlib.Path, seed: int, train, num_examples: int = 512, top
 
 
 def _plot(workdir, grid, densities, before, after) -> pathlib.Path:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_density, ax_top) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_density, ax_top) = subplots(1, 2, figsize=(11, 3.8))
     for label, density in densities.items():
         ax_density.semilogy(grid, np.maximum(density, 1e-8), label=label)
     ax_density.set(xlabel="eigenvalue", ylabel="density (log)",
@@ -108,5 +105,4 @@ def _plot(workdir, grid, densities, before, after) -> pathlib.Path:
     fig.tight_layout()
     path = pathlib.Path(workdir) / "hessian_spectrum.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

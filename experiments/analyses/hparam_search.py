@@ -14,6 +14,7 @@ import numpy as np
 
 from experiments.analyses.registry import ANALYSES
 from jaxdl import tune
+from jaxdl.monitor.plots import subplots
 
 
 def _space(entries) -> dict[str, tuple]:
@@ -77,12 +78,8 @@ def _write_table(path: pathlib.Path, rows: list[dict[str, Any]], metric: str) ->
 
 
 def _plot(workdir, random_trials, rungs, sign, metric) -> pathlib.Path:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_r, ax_h) = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    fig, (ax_r, ax_h) = subplots(1, 2, figsize=(11, 3.8), sharey=True)
     ax_r.bar(range(len(random_trials)), [sign * t.score for t in random_trials])
     ax_r.set(xlabel="trial (sorted)", ylabel=f"held-out {metric}",
              title=f"random search, {random_trials[0].budget} steps each")
@@ -97,5 +94,4 @@ def _plot(workdir, random_trials, rungs, sign, metric) -> pathlib.Path:
     fig.tight_layout()
     path = pathlib.Path(workdir) / "hparam_search.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments.analyses.registry import ANALYSES
 from jaxdl import tune
+from jaxdl.monitor.plots import subplots
 from jaxdl.registry import ConfigError
 from jaxdl.train import train_and_evaluate
 
@@ -58,12 +59,8 @@ def run(*, workdir: pathlib.Path, seed: int, train, widths=(8, 16, 32, 64, 128),
 
 
 def _plot(workdir: pathlib.Path, records, law) -> pathlib.Path:
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for seen in sorted({r["examples_seen"] for r in records}):
         rows = sorted((r for r in records if r["examples_seen"] == seen),
                       key=lambda r: r["params"])
@@ -79,5 +76,4 @@ def _plot(workdir: pathlib.Path, records, law) -> pathlib.Path:
     fig.tight_layout()
     path = workdir / "scaling_law.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -19,6 +19,7 @@ import numpy as np
 
 from experiments.analyses.registry import ANALYSES
 from jaxdl import init as initialization
+from jaxdl.monitor.plots import subplots
 from jaxdl.registry import ConfigError
 
 # Variance ratio (last layer / first layer) beyond which a scheme is called unstable.
@@ -81,13 +82,9 @@ def run(*, workdir: pathlib.Path, seed: int, depth: int = 50, width: int = 256,
 
 
 def _plot(workdir: pathlib.Path, curves) -> pathlib.Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     rows = len(curves)
-    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.6 * rows), squeeze=False)
+    fig, axes = subplots(rows, 2, figsize=(11, 3.6 * rows), squeeze=False)
     for row, (activation, by_init) in enumerate(curves.items()):
         for col, (kind, label) in enumerate((("forward", "activation second moment E[h^2]"),
                                              ("backward", "gradient variance Var(dL/dz)"))):
@@ -102,5 +99,4 @@ def _plot(workdir: pathlib.Path, curves) -> pathlib.Path:
     fig.tight_layout()
     path = workdir / "signal_propagation.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

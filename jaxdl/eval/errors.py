@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxdl.eval.metrics import ReliabilityBins, _check, log_softmax
+from jaxdl.monitor.plots import subplots
 
 
 def per_example_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -83,24 +84,14 @@ def most_confused_pairs(matrix: np.ndarray, k: int = 5) -> list[tuple[int, int, 
     return [pair for pair in pairs if pair[2] > 0]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion_matrix(matrix: np.ndarray, path: str | pathlib.Path,
                           class_names: list[str] | None = None) -> pathlib.Path:
     """Row-normalised confusion matrix as a heatmap with the raw counts written in."""
-    plt = _pyplot()
     matrix = np.asarray(matrix)
     names = class_names or [str(i) for i in range(matrix.shape[0])]
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = 0.45 * len(names) + 2
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = subplots(figsize=(size + 1, size))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
         if count:
@@ -112,7 +103,6 @@ def plot_confusion_matrix(matrix: np.ndarray, path: str | pathlib.Path,
     fig.tight_layout()
     path = pathlib.Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -120,9 +110,8 @@ def plot_reliability_diagram(bins: ReliabilityBins | dict[str, ReliabilityBins],
                              path: str | pathlib.Path) -> pathlib.Path:
     """Accuracy vs confidence per bin (the diagonal is perfect calibration); several
     labelled diagrams (e.g. before/after temperature scaling) share one axis."""
-    plt = _pyplot()
     series = bins if isinstance(bins, dict) else {"model": bins}
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    fig, ax = subplots(figsize=(4.5, 4.2))
     ax.plot([0, 1], [0, 1], ":", color="gray", label="perfect calibration")
     for label, data in series.items():
         centres = (data.edges[:-1] + data.edges[1:]) / 2
@@ -134,7 +123,6 @@ def plot_reliability_diagram(bins: ReliabilityBins | dict[str, ReliabilityBins],
     fig.tight_layout()
     path = pathlib.Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -142,10 +130,9 @@ def plot_worst_examples(images: np.ndarray, worst: WorstExamples,
                         path: str | pathlib.Path, columns: int = 8) -> pathlib.Path:
     """A grid of ``images[worst.index]`` (``[n, H, W]`` or ``[n, H, W, C]``) titled
     ``predicted (true) confidence``."""
-    plt = _pyplot()
     chosen = np.asarray(images)[worst.index]
     rows = -(-len(chosen) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(1.4 * columns, 1.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label, guess, conf in zip(axes.flat, chosen, worst.label, worst.prediction,
@@ -157,5 +144,4 @@ def plot_worst_examples(images: np.ndarray, worst: WorstExamples,
     fig.tight_layout()
     path = pathlib.Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from jaxdl.autodiff.gradient_flow import LayerFlow, diagnose, gradient_flow
+from jaxdl.monitor.plots import subplots
 
 DYNAMICS_FILE = "dynamics.jsonl"
 HISTOGRAM_BINS = 40
@@ -125,10 +126,6 @@ def plot_dynamics(workdir: str | pathlib.Path, filename: str = "dynamics.png",
     records = read_dynamics(workdir)
     if not records:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     names = list(records[-1]["layers"])
     steps = [r["step"] for r in records]
@@ -137,7 +134,7 @@ def plot_dynamics(workdir: str | pathlib.Path, filename: str = "dynamics.png",
         return np.array([[np.nan if (v := r["layers"].get(n, {}).get(field)) is None else v
                           for r in records] for n in names], np.float64)
 
-    fig, grid = plt.subplots(2, 3, figsize=(16, 2 * (0.3 * len(names) + 3)))
+    fig, grid = subplots(2, 3, figsize=(16, 2 * (0.3 * len(names) + 3)))
     axes = grid.ravel()
     axes[5].axis("off")
     if params is None:
@@ -178,5 +175,4 @@ def plot_dynamics(workdir: str | pathlib.Path, filename: str = "dynamics.png",
     fig.tight_layout()
     path = pathlib.Path(workdir) / filename
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -7,17 +7,25 @@ import pathlib
 from jaxdl.monitor.writers import read_metrics
 
 
+def subplots(*args, figsize=None, **kwargs):
+    """``(figure, axes)`` like ``plt.subplots``, on a bare ``matplotlib.figure.Figure``.
+
+    No pyplot state and no backend switch: library plots neither open windows nor take a
+    notebook's inline backend away; ``figure.savefig`` renders with Agg.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*args, **kwargs)
+
+
 def plot_curves(workdir: str | pathlib.Path, filename: str = "curves.png") -> pathlib.Path:
     """Plot loss (train and eval) and every other eval metric against step; return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     train = read_metrics(workdir, "train")
     evals = read_metrics(workdir, "eval")
     others = sorted({k for r in evals for k in r} - {"step", "split", "loss", "count"})
-    fig, axes = plt.subplots(1, 1 + len(others), figsize=(5 * (1 + len(others)), 3.6))
+    fig, axes = subplots(1, 1 + len(others), figsize=(5 * (1 + len(others)), 3.6))
     axes = list(axes) if len(others) else [axes]
     for records, label, style in ((train, "train", "-"), (evals, "eval", "o-")):
         points = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
@@ -36,5 +44,4 @@ def plot_curves(workdir: str | pathlib.Path, filename: str = "curves.png") -> pa
     fig.tight_layout()
     path = pathlib.Path(workdir) / filename
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -80,16 +80,23 @@ def train_step_fn(loss_fn: Callable[..., Any], tx: optax.GradientTransformation,
             state.params, state.model_state, batch, state.step_key()
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new_state = state.replace(
-            step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
-        )
-        metrics = {**metrics, "loss": loss}
-        if grad_norm:
-            metrics["grad_norm"] = optax.global_norm(grads)
-        return new_state, metrics
+        return _apply(state, updates, opt_state, model_state, metrics, loss, grads, grad_norm)
 
     return step
+
+
+def _apply(state: TrainState, updates: Any, opt_state: Any, model_state: Any,
+           metrics: dict[str, jax.Array], loss: jax.Array, grads: Any,
+           grad_norm: bool) -> tuple[TrainState, dict[str, jax.Array]]:
+    """The end every step shares: apply the updates, advance the step, assemble metrics."""
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+    )
+    metrics = {**metrics, "loss": loss}
+    if grad_norm:
+        metrics["grad_norm"] = optax.global_norm(grads)
+    return new_state, metrics
 
 
 def curvature_step(loss_fn: Callable[..., Any], tx: optax.GradientTransformation,
@@ -117,14 +124,7 @@ def curvature_step(loss_fn: Callable[..., Any], tx: optax.GradientTransformation
                                    loss_fn=batch_loss, loss=loss,
                                    fisher_gram=fisher_gram_fn(*pieces),
                                    fisher_vector=fisher_vector_fn(*pieces))
-    params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
-    )
-    metrics = {**metrics, "loss": loss}
-    if grad_norm:
-        metrics["grad_norm"] = optax.global_norm(grads)
-    return new_state, metrics
+    return _apply(state, updates, opt_state, model_state, metrics, loss, grads, grad_norm)
 
 
 def make_train_step(
