@@ -80,17 +80,14 @@ def _grid(n: int) -> tuple[int, int]:
 def save_filters(kernel: jax.Array, path: str | pathlib.Path, title: str = "") -> pathlib.Path:
     """Draw first-layer kernels ``[kh, kw, in, out]`` (in = 1 greyscale, 3 RGB) as a grid,
     each normalized to its own range, and save a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxdl.monitor.plots import subplots
 
     k = np.asarray(kernel, np.float64)
     if k.ndim != 4 or k.shape[2] not in (1, 3):
         raise ValueError(f"save_filters expects a first-layer kernel [kh, kw, 1 or 3, out]; "
                          f"got shape {k.shape}.")
     rows, cols = _grid(k.shape[3])
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1 + 0.3), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1 + 0.3), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < k.shape[3]:
@@ -102,21 +99,17 @@ def save_filters(kernel: jax.Array, path: str | pathlib.Path, title: str = "") -
         fig.suptitle(title)
     path = pathlib.Path(path)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def save_heatmaps(images: jax.Array, maps: dict[str, jax.Array], path: str | pathlib.Path,
                   labels: list[str] | None = None) -> pathlib.Path:
     """One row per example: the image, then each map in ``maps`` overlaid on it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxdl.monitor.plots import subplots
 
     images = np.asarray(images)
     n, cols = images.shape[0], 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(cols * 1.6, n * 1.6), squeeze=False)
+    fig, axes = subplots(n, cols, figsize=(cols * 1.6, n * 1.6), squeeze=False)
     for r in range(n):
         image = images[r, ..., 0] if images.shape[-1] == 1 else images[r]
         axes[r, 0].imshow(image, cmap="gray")
@@ -129,5 +122,4 @@ def save_heatmaps(images: jax.Array, maps: dict[str, jax.Array], path: str | pat
         ax.axis("off")
     path = pathlib.Path(path)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return path

@@ -31,19 +31,11 @@ from jaxdl import functional
 from jaxdl.data import decode as decode_text
 from jaxdl.data import encode as encode_text
 from jaxdl.models.seq2seq_decoding import beam_search
+from jaxdl.monitor.plots import subplots
 from jaxdl.train import build_experiment, train_and_evaluate
 from jaxdl.train.sequence_objectives import decode, decoder_input
 
 log = logging.getLogger(__name__)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @ANALYSES.register("language_model_samples")
@@ -102,8 +94,7 @@ def seq2seq_attention(*, workdir: pathlib.Path, seed: int, train, num_maps: int 
     weights, greedy, beams = outputs(state.params, state.model_state, held_out["x"],
                                      held_out["y"])
     exact = lambda tokens: float(jnp.mean(jnp.all(tokens == held_out["y"], axis=1)))
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, num_maps, figsize=(3.4 * num_maps, 3.3))
+    fig, axes = subplots(1, num_maps, figsize=(3.4 * num_maps, 3.3))
     for i, ax in enumerate(np.atleast_1d(axes)):
         ax.imshow(np.asarray(weights[i]), cmap="viridis", vmin=0.0, vmax=1.0)
         ax.set_xticks(range(length), [str(t) for t in np.asarray(held_out["x"][i])])
@@ -113,7 +104,6 @@ def seq2seq_attention(*, workdir: pathlib.Path, seed: int, train, num_maps: int 
     fig.tight_layout()
     figure = pathlib.Path(workdir) / "attention.png"
     fig.savefig(figure, dpi=100)
-    plt.close(fig)
     summary = {**result.eval_metrics, "greedy_sequence_accuracy": exact(greedy),
                f"beam{beam_width}_sequence_accuracy": exact(beams),
                "train_seconds_including_compile": seconds, "steps": int(state.step),
@@ -163,8 +153,7 @@ def gradient_vs_lag(*, workdir: pathlib.Path, seed: int, train,
             "trained_grad_ratio_max_lag_over_lag0": float(curves[f"{cell} trained"][-1]
                                                            / curves[f"{cell} trained"][0]),
         }
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = subplots(figsize=(6.5, 4))
     for label, curve in curves.items():
         ax.semilogy(np.arange(curve.size), curve, "--" if "init" in label else "-", label=label)
     ax.set(xlabel="time lag (steps between input and read-out)", ylabel="mean ||dz_y/dx_t||",
@@ -173,6 +162,5 @@ def gradient_vs_lag(*, workdir: pathlib.Path, seed: int, train,
     fig.tight_layout()
     figure = pathlib.Path(workdir) / "gradient_vs_lag.png"
     fig.savefig(figure, dpi=100)
-    plt.close(fig)
     return {"summary": summary, "figures": [figure.name],
             "curves": {k: v.tolist() for k, v in curves.items()}}

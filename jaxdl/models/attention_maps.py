@@ -64,10 +64,7 @@ def plot_attention_maps(weights: np.ndarray, path: str | pathlib.Path, *,
       labels: optional token labels, shown on both axes when there are at most 40.
       layers: which layers to draw (default: all).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxdl.monitor.plots import subplots
 
     weights = np.asarray(weights)
     if weights.ndim != 4:
@@ -75,7 +72,7 @@ def plot_attention_maps(weights: np.ndarray, path: str | pathlib.Path, *,
                          f"{weights.shape}.")
     layers = list(range(weights.shape[0])) if layers is None else list(layers)
     heads = weights.shape[1]
-    fig, axes = plt.subplots(len(layers), heads, figsize=(2.6 * heads, 2.6 * len(layers)),
+    fig, axes = subplots(len(layers), heads, figsize=(2.6 * heads, 2.6 * len(layers)),
                              squeeze=False)
     for row, layer in enumerate(layers):
         for head in range(heads):
@@ -96,5 +93,4 @@ def plot_attention_maps(weights: np.ndarray, path: str | pathlib.Path, *,
     fig.tight_layout()
     path = pathlib.Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -60,16 +60,13 @@ def lr_range_report(workdir: str | pathlib.Path, filename: str = "lr_range.png"
                     ) -> dict[str, Any]:
     """Read a range-test run's train metrics, save the loss-vs-rate PNG, return the
     suggestion (:func:`suggest_learning_rate`) plus ``figure`` (the PNG's path)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxdl.monitor.plots import subplots
 
     records = read_metrics(workdir, "train")
     rates = np.array([r["learning_rate"] for r in records])
     losses = np.array([np.nan if r["loss"] is None else r["loss"] for r in records])
     result = suggest_learning_rate(rates, losses)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = subplots(figsize=(5.5, 3.6))
     ax.plot(rates, losses, alpha=0.35, label="loss")
     ax.plot(rates[: len(smooth(losses[np.isfinite(losses)]))],
             smooth(losses[np.isfinite(losses)]), label="smoothed")
@@ -83,5 +80,4 @@ def lr_range_report(workdir: str | pathlib.Path, filename: str = "lr_range.png"
     fig.tight_layout()
     path = pathlib.Path(workdir) / filename
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return {**result, "figure": str(path)}
