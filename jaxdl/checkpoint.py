@@ -24,6 +24,14 @@ def abstract_like(tree: Any) -> Any:
     )
 
 
+def abstract_with_shardings(abstract: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs of ``abstract`` (e.g. ``jax.eval_shape(init, key)``) placed by the
+    matching pytree ``shardings`` (e.g. ``jaxdl.parallel.sharded_init.state_shardings`` for
+    any preset and mesh): the restore target for loading a checkpoint onto another mesh."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        abstract, shardings)
+
+
 class Checkpointer:
     """Save and restore ``(TrainState, data-iterator state)`` pairs by step.
 

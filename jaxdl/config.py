@@ -52,8 +52,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 200
     c.keep_checkpoints = 2
     c.async_checkpoints = True
-    # Devices along the mesh's data axis; -1 takes every local device.
-    c.mesh = ml_collections.ConfigDict({"data": -1})
+    # Mixed precision (jaxdl.parallel.precision): f32, bf16 (bf16 compute, f32 master
+    # weights), f16 (with dynamic loss scaling: init_scale, doubled after growth_interval
+    # finite steps, halved and the step skipped on overflow).
+    c.precision = ml_collections.ConfigDict(
+        {"policy": "f32", "init_scale": 2.0**15, "growth_interval": 2000})
+    # Gradient accumulation inside one step: the batch is split into this many microbatches
+    # run one after the other with lax.scan (less activation memory, same gradient).
+    c.microbatches = 1
+    # Devices along the mesh's data axis; -1 takes every local device. ``preset``: the
+    # sharding preset (jaxdl.parallel.rules: dp, fsdp, tp, fsdp+tp, pp); for presets other
+    # than dp, ``data`` is the number of devices of the whole mesh and ``model`` the size of
+    # the fsdp+tp model axis (-1: the preset's default, 2).
+    c.mesh = ml_collections.ConfigDict({"data": -1, "preset": "dp", "model": -1})
     # Training monitors (jaxdl.monitor.training), off by default where they cost time.
     c.monitor = ml_collections.ConfigDict({
         "grad_norm": False,  # global gradient norm in the train metrics

@@ -1,5 +1,7 @@
-"""Meshes and shardings. Data parallelism here; the other presets plug in beside it."""
+"""Meshes and shardings: data parallelism and the presets (dp, fsdp, tp, fsdp+tp, pp)."""
 
-from jaxdl.parallel.mesh import batch_sharding, make_mesh, replicated
+from jaxdl.parallel.mesh import batch_sharding, make_mesh, make_mesh_for, replicated
+from jaxdl.parallel.rules import PRESETS, activation_sharding, param_shardings, param_specs
 
-__all__ = ["batch_sharding", "make_mesh", "replicated"]
+__all__ = ["PRESETS", "activation_sharding", "batch_sharding", "make_mesh", "make_mesh_for",
+           "param_shardings", "param_specs", "replicated"]

@@ -21,6 +21,7 @@ from jaxdl.data import DATASETS, Dataset, load_dataset
 from jaxdl.models import MODELS
 from jaxdl.monitor.training import validate_monitor, wrap_optimizer
 from jaxdl.optim import OPTIMIZERS, SHARED_KEYS, build_optimizer
+from jaxdl.parallel import precision as mixed_precision
 from jaxdl.registry import ConfigError
 from jaxdl.train.objectives import OBJECTIVES, Objective
 from jaxdl.train.state import TrainState, create_train_state
@@ -52,7 +53,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                                   "set; remove it from the config.")
         registry.check_kwargs(name, options, field=section)
     validate_monitor(config)
-    devices = parallel.make_mesh(config.mesh.data).devices.size
+    _validate_precision(config)
+    devices = _make_mesh(config).shape[parallel.mesh.DATA_AXIS]
     for key in ("batch_size", "eval_batch_size"):
         if config[key] % devices:
             raise ConfigError(f"config.{key}={config[key]} must be divisible by the {devices} "
@@ -91,7 +93,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     validate_config(config)
     dataset = load_dataset(config.data.name,
                            **{k: v for k, v in config.data.items() if k != "name"})
-    mesh = parallel.make_mesh(config.mesh.data)
+    mesh = _make_mesh(config)
     replicated = parallel.replicated(mesh)
     batches = parallel.batch_sharding(mesh)
     num_train = len(dataset.train["y"])
@@ -107,6 +109,9 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     objective = OBJECTIVES.build(config.loss, field="loss", graphdef=graphdef)
     tx, schedule = build_optimizer(config.optimizer, config.num_steps)
     tx = wrap_optimizer(tx, config.monitor)  # learning-rate back-off, non-finite guard
+    tx = mixed_precision.make_optimizer(  # f16: loss scaling wraps the whole optimizer
+        tx, config.precision.policy, init_scale=float(config.precision.init_scale),
+        growth_interval=config.precision.growth_interval)
 
     def init(key: jax.Array) -> TrainState:
         init_key, state_key = jax.random.split(key)
@@ -116,14 +121,39 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     train_spec = _example_spec(dataset.train, config.batch_size)
     eval_spec = {**_example_spec(dataset.eval, config.eval_batch_size),
                  "mask": ((config.eval_batch_size,), "float32")}
-    train_step = make_train_step(objective.loss, tx, state_sharding=replicated,
+    state_sharding = replicated
+    if config.mesh.get("preset", "dp") != "dp":  # dp keeps the replicated path above, unchanged
+        from jaxdl.parallel.sharded_init import state_shardings  # (imports jaxdl.train)
+
+        state_sharding = state_shardings(jax.eval_shape(init, jax.random.key(0)), mesh,
+                                         config.mesh.preset)
+    train_step = make_train_step(objective.loss, tx, state_sharding=state_sharding,
                                  batch_sharding=batches, metrics_sharding=replicated,
-                                 expected_batch=train_spec, grad_norm=config.monitor.grad_norm)
-    eval_step = make_eval_step(objective.evaluate, state_sharding=replicated,
+                                 expected_batch=train_spec, grad_norm=config.monitor.grad_norm,
+                                 precision=config.precision.policy,
+                                 microbatches=config.microbatches)
+    eval_step = make_eval_step(objective.evaluate, state_sharding=state_sharding,
                                batch_sharding=batches, metrics_sharding=replicated,
                                expected_batch=eval_spec)
     return Experiment(config, dataset, mesh, graphdef, objective, tx, schedule, train_step,
-                      eval_step, jax.jit(init, out_shardings=replicated))
+                      eval_step, jax.jit(init, out_shardings=state_sharding))
+
+
+def _validate_precision(config: ml_collections.ConfigDict) -> None:
+    """``precision.policy`` is known and ``microbatches`` divides each device's batch."""
+    mixed_precision.get_policy(config.precision.policy)
+    k = config.microbatches
+    if not isinstance(k, int) or k < 1 or config.batch_size % k:
+        raise ConfigError(f"config.microbatches={k!r}: expected an integer >= 1 that divides "
+                          f"config.batch_size={config.batch_size}.")
+
+
+def _make_mesh(config: ml_collections.ConfigDict) -> Mesh:
+    """The run's mesh: ``mesh.data`` devices on a data axis (dp), or the preset's mesh."""
+    preset = config.mesh.get("preset", "dp")
+    if preset == "dp":
+        return parallel.make_mesh(config.mesh.data)
+    return parallel.make_mesh_for(preset, config.mesh.data, model=config.mesh.get("model", -1))
 
 
 def _example_spec(arrays: dict[str, Any], batch_size: int) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from jaxdl.monitor.instability import TraceCounter
 from jaxdl.optim.curvature import curvature_requested, curvature_subsample
 from jaxdl.optim.kfac import fisher_gram_fn, fisher_vector_fn, value_grad_and_curvature
 from jaxdl.optim.kfac.estimator import subsample_batch
+from jaxdl.parallel import precision as mixed_precision
+from jaxdl.parallel.accumulate import accumulated_value_and_grad
 from jaxdl.train.state import TrainState
 
 Batch = Mapping[str, Any]
@@ -63,24 +65,36 @@ class CompiledStep:
 
 
 def train_step_fn(loss_fn: Callable[..., Any], tx: optax.GradientTransformation, *,
-                  grad_norm: bool = False):
+                  grad_norm: bool = False, precision: str = "f32", microbatches: int = 1):
     """The pure, uncompiled step ``(TrainState, batch) -> (TrainState, metrics)``.
 
     ``loss_fn(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))``.
     Metrics: the objective's, plus ``loss``, and ``grad_norm`` (global L2 norm) when asked:
     it is an extra pass over every gradient, measured at 5-12% of a memory-bound MLP step
     on CPU (``experiments.bench.overhead``), so it is a monitor switched on by config.
+
+    ``precision``: a :mod:`jaxdl.parallel.precision` policy (``f32``, ``bf16``, ``f16``; for
+    ``f16`` ``tx`` must be wrapped by ``precision.make_optimizer``, whose loss scale the step
+    reads from the optimizer state and whose ``loss_scale``/``update_skipped`` it logs).
+    ``microbatches``: gradients accumulated over this many slices of the batch with
+    ``lax.scan`` inside the step (:mod:`jaxdl.parallel.accumulate`). The defaults give the
+    plain ``jax.value_and_grad`` step.
     """
+    policy_fn = mixed_precision.policy_loss(loss_fn, precision)
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         if curvature_requested(state.opt_state):  # K-FAC: statistics from the same pass
-            return curvature_step(loss_fn, tx, state, batch, grad_norm=grad_norm)
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+            return curvature_step(policy_fn, tx, state, batch, grad_norm=grad_norm)
+        grad_fn = mixed_precision.scaled_value_and_grad(
+            policy_fn, mixed_precision.loss_scale_of(state.opt_state))
+        grad_fn = accumulated_value_and_grad(policy_fn, microbatches, value_and_grad=grad_fn)
         (loss, (metrics, model_state)), grads = grad_fn(
             state.params, state.model_state, batch, state.step_key()
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return _apply(state, updates, opt_state, model_state, metrics, loss, grads, grad_norm)
+        new_state, metrics = _apply(state, updates, opt_state, model_state, metrics, loss,
+                                    grads, grad_norm)
+        return new_state, {**metrics, **mixed_precision.precision_metrics(opt_state)}
 
     return step
 
@@ -137,6 +151,8 @@ def make_train_step(
     expected_batch: Mapping[str, Any] | None = None,
     donate: bool = True,
     grad_norm: bool = False,
+    precision: str = "f32",
+    microbatches: int = 1,
 ) -> CompiledStep:
     """Compile the train step once.
 
@@ -148,9 +164,11 @@ def make_train_step(
       expected_batch: ``{key: (shape, dtype)}`` checked on the first call.
       donate: donate the input state's buffers to the output state.
       grad_norm: also return the global gradient norm as ``metrics["grad_norm"]``.
+      precision / microbatches: see :func:`train_step_fn`.
     """
     # The counter warns if the step is ever traced again (a silent recompilation).
-    counted = TraceCounter(train_step_fn(loss_fn, tx, grad_norm=grad_norm), "train_step")
+    counted = TraceCounter(train_step_fn(loss_fn, tx, grad_norm=grad_norm, precision=precision,
+                                          microbatches=microbatches), "train_step")
     jitted = jax.jit(
         counted,
         in_shardings=(state_sharding, batch_sharding),

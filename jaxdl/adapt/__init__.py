@@ -1,0 +1,1 @@
+"""Adaptation: LoRA, knowledge distillation, DPO."""

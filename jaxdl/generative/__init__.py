@@ -1,0 +1,1 @@
+"""Generative models: a variational autoencoder and DDPM/DDIM diffusion."""

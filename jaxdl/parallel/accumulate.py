@@ -1,0 +1,101 @@
+"""Gradient accumulation over microbatches inside one compiled step.
+
+:func:`accumulated_value_and_grad` splits a batch ``[batch, ...]`` into ``k`` microbatches
+``[k, batch // k, ...]`` and runs the loss and its gradient on them one after the other with
+``jax.lax.scan``, summing the gradients in float32. Peak activation memory is that of one
+microbatch; the result is the mean over microbatches, which for a mean-reduced loss over
+equal-sized microbatches *is* the large-batch loss and gradient (up to float rounding).
+
+Two kinds of accumulation, both useful:
+
+* in-step (this module): one optimizer update per call, the whole batch on the device at
+  once but processed ``batch // k`` examples at a time. Per-step overhead (dispatch,
+  the optimizer update, and in data parallelism the gradient all-reduce) is paid once per
+  large batch.
+* across steps (the trainer's ``accumulate_steps``, ``optax.MultiSteps``): every call is a
+  full train step on one small batch and the optimizer applies the averaged update every
+  ``k`` calls. The host feeds small batches; the data iterator and the step counter see
+  ``k`` times more steps; the reduction of gradients runs every call.
+
+Model state (e.g. batch-norm running statistics) is threaded through the microbatches in
+order, as ``k`` sequential small steps would; batch statistics of BatchNorm are those of a
+microbatch, so BatchNorm models are *not* equal to one large batch. Each microbatch gets its
+own PRNG key ``fold_in(rng, i)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+
+
+def split_microbatches(batch: PyTree, num_microbatches: int) -> PyTree:
+    """Reshape every leaf ``[batch, ...]`` to ``[num_microbatches, batch // k, ...]``.
+
+    Raises ValueError naming ``num_microbatches`` if a leading dimension is not divisible.
+    """
+    if not isinstance(num_microbatches, int) or num_microbatches < 1:
+        raise ValueError(f"num_microbatches={num_microbatches!r}: expected an integer >= 1.")
+
+    def split(path, x):
+        n = x.shape[0] if x.ndim else None
+        if n is None or n % num_microbatches:
+            raise ValueError(
+                f"num_microbatches={num_microbatches}: batch leaf {jax.tree_util.keystr(path)} "
+                f"has leading dimension {n}; expected a multiple of {num_microbatches}.")
+        return x.reshape(num_microbatches, n // num_microbatches, *x.shape[1:])
+
+    return jax.tree_util.tree_map_with_path(split, batch)
+
+
+def accumulated_value_and_grad(loss_fn: Callable[..., Any], num_microbatches: int,
+                               *, value_and_grad: Callable[..., Any] | None = None):
+    """``jax.value_and_grad(loss_fn, has_aux=True)`` computed over ``num_microbatches``.
+
+    Args:
+      loss_fn: ``(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))``
+        with a loss that is a mean over the batch.
+      num_microbatches: ``k``; every batch leaf's leading dimension must be divisible.
+      value_and_grad: the gradient function to call per microbatch (default
+        ``jax.value_and_grad(loss_fn, has_aux=True)``); e.g.
+        :func:`jaxdl.parallel.precision.scaled_value_and_grad` for loss scaling.
+
+    Returns:
+      ``f(params, model_state, batch, rng) -> ((loss, (metrics, model_state)), grads)``:
+      loss, metrics and grads are means over the microbatches (grads in the dtype of the
+      parameters, accumulated in float32); ``model_state`` is the state after the last one.
+    """
+    grad_fn = value_and_grad or jax.value_and_grad(loss_fn, has_aux=True)
+    if num_microbatches == 1:
+        return grad_fn
+
+    def accumulated(params, model_state, batch, rng):
+        micro = split_microbatches(batch, num_microbatches)
+        first = jax.tree.map(lambda x: x[0], micro)
+        (loss_shape, (metrics_shape, _)), _ = jax.eval_shape(
+            grad_fn, params, model_state, first, rng)
+        zeros = lambda tree: jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), tree)
+
+        def body(carry, xs):
+            state, loss_sum, metrics_sum, grad_sum = carry
+            index, piece = xs
+            key = None if rng is None else jax.random.fold_in(rng, index)
+            (loss, (metrics, state)), grads = grad_fn(params, state, piece, key)
+            add = lambda total, x: total + x.astype(jnp.float32)
+            return (state, loss_sum + loss.astype(jnp.float32),
+                    jax.tree.map(add, metrics_sum, metrics),
+                    jax.tree.map(add, grad_sum, grads)), None
+
+        init = (model_state, zeros(loss_shape), zeros(metrics_shape), zeros(params))
+        (state, loss, metrics, grads), _ = jax.lax.scan(
+            body, init, (jnp.arange(num_microbatches), micro))
+        mean = lambda total, like: (total / num_microbatches).astype(like.dtype)
+        return ((mean(loss, loss_shape), (jax.tree.map(mean, metrics, metrics_shape), state)),
+                jax.tree.map(mean, grads, params))
+
+    return accumulated
