@@ -33,6 +33,17 @@ def test_sgd_momentum_matches_hand_rolled():
     np.testing.assert_allclose(params["w"], w, rtol=1e-6)
 
 
+def test_decay_mask_of_layer_stacked_params_goes_by_name():
+    """A scanned model stacks biases and norm scales to ``[layers, d]``: still no decay."""
+    stacked = {"blocks": {"mlp": {"kernel": jnp.ones((3, 4, 4)), "bias": jnp.ones((3, 4))},
+                          "norm": {"scale": jnp.ones((3, 4))}},
+               "embed": {"embedding": jnp.ones((5, 4))}, "w": jnp.ones((2, 2)),
+               "v": jnp.ones((2,))}
+    assert decay_mask(stacked) == {
+        "blocks": {"mlp": {"kernel": True, "bias": False}, "norm": {"scale": False}},
+        "embed": {"embedding": True}, "w": True, "v": False}
+
+
 def test_adamw_skips_decay_on_biases():
     tx, _ = build_optimizer({"name": "adamw", "learning_rate": 0.1, "weight_decay": 0.5}, 10)
     params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}

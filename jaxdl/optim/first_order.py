@@ -17,9 +17,23 @@ from jaxdl.optim.registry import OPTIMIZERS
 LR = optax.ScalarOrSchedule
 
 
+_NO_DECAY_NAMES = ("bias", "scale", "shift", "offset")
+_DECAY_NAMES = ("kernel", "embedding")
+
+
 def decay_mask(params: Any) -> Any:
-    """True for parameters that get weight decay: matrices and kernels (ndim > 1)."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    """True for parameters that get weight decay: kernels and embeddings, not biases and
+    norm scales. Decided by the leaf's name where it is a known one, so the layer-stacked
+    parameters of a scanned model (a bias of shape ``[layers, d]``) are masked like
+    unstacked ones; other leaves decay when they are matrices (``ndim > 1``)."""
+
+    def decays(path, p) -> bool:
+        name = str(getattr(path[-1], "key", getattr(path[-1], "name", ""))) if path else ""
+        if name in _NO_DECAY_NAMES:
+            return False
+        return name in _DECAY_NAMES or p.ndim > 1
+
+    return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def _mask(decay_all: bool):
