@@ -10,6 +10,13 @@ Masks are described, not materialised, by the keyword arguments of :func:`attend
 implementation builds only what it needs: :func:`make_mask` the dense boolean matrix for the
 naive path, the blockwise kernel one tile at a time. ``q_offset`` is the key-timeline position
 of query 0 (``k_len - q_len`` when new queries follow cached keys, see issue 8's KV cache).
+
+``global_tokens = g`` makes the first ``g`` positions global (Longformer, Beltagy et al., 2020;
+BigBird, Zaheer et al., 2020): they attend to every key and every query attends to them, on top
+of the local (sliding-window / block-sparse) pattern; ``causal`` still applies. Attention
+dropout (``dropout_rate`` with a ``dropout_key``; Vaswani et al., 2017) drops entries of the
+probability matrix with inverted scaling, so the expected output is unchanged; the naive path
+only.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.models import efficient_attention as efficient
+from jaxdl.models.dropout import dropout_mask
 from jaxdl.models.positional import alibi_bias, alibi_slopes, apply_rope
 
 IMPLEMENTATIONS = ("naive", "blockwise", "xla", "linear")
@@ -29,7 +37,7 @@ MASK_VALUE = -1e30  # finite: a fully masked row stays NaN-free
 def make_mask(q_len: int, k_len: int, *, causal: bool = False, window: int | None = None,
               key_mask: jax.Array | None = None, q_offset: int = 0,
               block_layout: np.ndarray | None = None,
-              block_size: tuple[int, int] | None = None) -> jax.Array:
+              block_size: tuple[int, int] | None = None, global_tokens: int = 0) -> jax.Array:
     """Boolean ``[batch or 1, 1, q_len, k_len]``: True where query i may attend to key j.
 
     Args:
@@ -39,12 +47,12 @@ def make_mask(q_len: int, k_len: int, *, causal: bool = False, window: int | Non
       key_mask: bool ``[batch, k_len]``, False for padded keys.
       block_layout: bool ``[q_len / bq, k_len / bk]`` of allowed tiles (block-sparse
         attention, Child et al., 2019), with tile shape ``block_size = (bq, bk)``.
+      global_tokens: positions ``< global_tokens`` (query or key) escape the window and the
+        block layout (not ``causal`` nor ``key_mask``).
     """
     qpos = jnp.arange(q_len)[:, None] + q_offset
     kpos = jnp.arange(k_len)[None, :]
     allowed = jnp.ones((q_len, k_len), bool)
-    if causal:
-        allowed &= kpos <= qpos
     if window is not None:
         allowed &= kpos > qpos - window
         if not causal:
@@ -53,6 +61,10 @@ def make_mask(q_len: int, k_len: int, *, causal: bool = False, window: int | Non
         bq, bk = block_size
         tiles = np.repeat(np.repeat(np.asarray(block_layout, bool), bq, 0), bk, 1)
         allowed &= jnp.asarray(tiles[:q_len, :k_len])
+    if global_tokens:
+        allowed |= (qpos < global_tokens) | (kpos < global_tokens)
+    if causal:
+        allowed &= kpos <= qpos
     allowed = allowed[None, None]
     if key_mask is not None:
         allowed = allowed & key_mask[:, None, None, :].astype(bool)
@@ -66,7 +78,8 @@ def _einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
                           mask: jax.Array | None = None, bias: jax.Array | None = None,
-                          scale: float | None = None, return_weights: bool = False):
+                          scale: float | None = None, return_weights: bool = False,
+                          dropout_rate: float = 0.0, dropout_key: jax.Array | None = None):
     """``softmax(q k^T * scale + bias, masked) v``, materialising the ``[q_len, k_len]`` scores.
 
     Args:
@@ -74,10 +87,12 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
       mask: bool, broadcastable to ``[batch, heads, q_len, k_len]``.
       bias: float, broadcastable to ``[batch, heads, q_len, k_len]`` (e.g. ALiBi).
       scale: defaults to ``1 / sqrt(d)``.
+      dropout_rate, dropout_key: attention dropout on the probabilities (inverted scaling);
+        none without a key.
 
     Returns:
       ``[batch, q_len, heads, d]`` in q's dtype, and the weights ``[batch, heads, q_len,
-      k_len]`` (float32) if ``return_weights``.
+      k_len]`` (float32, before dropout) if ``return_weights``.
     """
     b, tq, h, d = q.shape
     hk = k.shape[2]
@@ -96,7 +111,10 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
     if mask is not None:
         logits = jnp.where(mask, logits, MASK_VALUE)
     weights = jax.nn.softmax(logits, axis=-1)
-    wg = weights.reshape(b, hk, g, tq, k.shape[1]).astype(v.dtype)
+    dropped = weights
+    if dropout_key is not None and dropout_rate > 0.0:
+        dropped = weights * dropout_mask(dropout_key, dropout_rate, weights.shape, weights.dtype)
+    wg = dropped.reshape(b, hk, g, tq, k.shape[1]).astype(v.dtype)
     out = _einsum("bkgqs,bksd->bkgqd", wg, vt).reshape(b, h, tq, d)
     out = out.transpose(0, 2, 1, 3).astype(q.dtype)
     return (out, weights) if return_weights else out
@@ -105,14 +123,16 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, implementation: str = "naive",
            causal: bool = False, window: int | None = None, key_mask: jax.Array | None = None,
            q_offset: int = 0, alibi: bool = False, block_layout: np.ndarray | None = None,
-           block_size: int = 128, return_weights: bool = False):
+           block_size: int = 128, return_weights: bool = False, global_tokens: int = 0,
+           dropout_rate: float = 0.0, dropout_key: jax.Array | None = None):
     """Attention by any implementation, with one mask vocabulary (see :func:`make_mask`).
 
     ``implementation``: "naive" (:func:`dot_product_attention`), "blockwise" (FlashAttention
     in pure JAX, :func:`efficient.blockwise_attention`), "xla" (``jax.nn.dot_product_attention``,
     cuDNN on GPUs that support the case), "linear" (kernel-feature attention; ``causal`` and
     ``key_mask`` only). ``alibi`` adds ALiBi's per-head distance bias. ``return_weights``
-    needs "naive".
+    and attention dropout (``dropout_rate`` > 0 with a ``dropout_key``) need "naive".
+    ``global_tokens``: the first positions are global (see the module docstring).
     """
     tq, tk, h = q.shape[1], k.shape[1], q.shape[2]
     if implementation not in IMPLEMENTATIONS:
@@ -120,13 +140,18 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, implementation: str = "n
                          f"{list(IMPLEMENTATIONS)}.")
     if return_weights and implementation != "naive":
         raise ValueError("attention weights are only available from attention='naive'.")
+    if dropout_key is not None and dropout_rate > 0.0 and implementation != "naive":
+        raise ValueError(f"model.attention_dropout={dropout_rate} needs model.attention="
+                         f"'naive'; got {implementation!r}.")
+    _check_global_tokens(global_tokens)
     slopes = jnp.asarray(alibi_slopes(h)) if alibi else None
     if implementation == "blockwise":
         return efficient.blockwise_attention(
             q, k, v, causal=causal, window=window, key_mask=key_mask, q_offset=q_offset,
-            alibi_slopes=slopes, block_layout=block_layout, block_size=block_size)
+            alibi_slopes=slopes, block_layout=block_layout, block_size=block_size,
+            global_tokens=global_tokens)
     if implementation == "linear":
-        if window is not None or alibi or block_layout is not None or q_offset:
+        if window is not None or alibi or block_layout is not None or q_offset or global_tokens:
             raise ValueError("attention='linear' supports only causal and key padding masks.")
         return efficient.linear_attention(q, k, v, causal=causal, key_mask=key_mask)
     bias = None
@@ -136,29 +161,39 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, implementation: str = "n
     if implementation == "xla":
         return xla_attention(q, k, v, causal=causal, window=window, key_mask=key_mask,
                              q_offset=q_offset, bias=bias, block_layout=block_layout,
-                             block_size=block_size)
+                             block_size=block_size, global_tokens=global_tokens)
     needs_mask = causal or window is not None or key_mask is not None or block_layout is not None
     mask = make_mask(tq, tk, causal=causal, window=window, key_mask=key_mask,
                      q_offset=q_offset, block_layout=block_layout,
-                     block_size=(min(block_size, tq), min(block_size, tk))) if needs_mask else None
-    return dot_product_attention(q, k, v, mask=mask, bias=bias, return_weights=return_weights)
+                     block_size=(min(block_size, tq), min(block_size, tk)),
+                     global_tokens=global_tokens) if needs_mask else None
+    return dot_product_attention(q, k, v, mask=mask, bias=bias, return_weights=return_weights,
+                                 dropout_rate=dropout_rate, dropout_key=dropout_key)
+
+
+def _check_global_tokens(global_tokens) -> int:
+    if isinstance(global_tokens, bool) or not isinstance(global_tokens, int) or global_tokens < 0:
+        raise ValueError(f"model.global_tokens={global_tokens!r}: expected an integer >= 0.")
+    return global_tokens
 
 
 def xla_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool = False,
                   window: int | None = None, key_mask: jax.Array | None = None,
                   q_offset: int = 0, bias: jax.Array | None = None,
-                  block_layout: np.ndarray | None = None, block_size: int = 128) -> jax.Array:
+                  block_layout: np.ndarray | None = None, block_size: int = 128,
+                  global_tokens: int = 0) -> jax.Array:
     """``jax.nn.dot_product_attention``: XLA on CPU, cuDNN's fused kernel on GPUs where the
     case is supported (bfloat16/float16, head_dim multiple of 8). Same arguments as
     :func:`attend`; the causal and window masks go to jax natively when ``q_offset == 0``."""
     tq, tk = q.shape[1], k.shape[1]
-    native = q_offset == 0 and tq == tk
+    native = q_offset == 0 and tq == tk and not global_tokens
     mask = None
     if key_mask is not None or block_layout is not None or (not native and (causal or window)):
         mask = make_mask(tq, tk, causal=causal and not native,
                          window=None if native else window, key_mask=key_mask,
                          q_offset=q_offset, block_layout=block_layout,
-                         block_size=(min(block_size, tq), min(block_size, tk)))
+                         block_size=(min(block_size, tq), min(block_size, tk)),
+                         global_tokens=global_tokens)
     local = None
     if native and window is not None:
         local = (window - 1, 0 if causal else window - 1)
@@ -179,7 +214,8 @@ class MultiHeadAttention(nnx.Module):
     def __init__(self, d_model: int, num_heads: int, num_kv_heads: int | None = None, *,
                  cross: bool = False, positional: str = "none", attention: str = "naive",
                  window: int | None = None, block_size: int = 128,
-                 compute_dtype=jnp.float32, rngs: nnx.Rngs):
+                 compute_dtype=jnp.float32, rngs: nnx.Rngs, global_tokens: int = 0,
+                 attention_dropout: float = 0.0):
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if d_model % num_heads:
             raise ValueError(f"model.d_model={d_model} must be divisible by "
@@ -194,6 +230,14 @@ class MultiHeadAttention(nnx.Module):
         self.head_dim = d_model // num_heads
         self.cross, self.positional, self.attention = cross, positional, attention
         self.window, self.block_size = window, block_size
+        self.global_tokens = _check_global_tokens(global_tokens)
+        if not 0.0 <= attention_dropout < 1.0:
+            raise ValueError(f"model.attention_dropout={attention_dropout!r}: expected "
+                             "0 <= value < 1.")
+        if attention_dropout and attention != "naive":
+            raise ValueError(f"model.attention_dropout={attention_dropout} needs "
+                             f"model.attention='naive'; got {attention!r}.")
+        self.attention_dropout = float(attention_dropout)
         dense = _dense_factory(compute_dtype, rngs)
         kv_features = 2 * num_kv_heads * self.head_dim
         if cross:
@@ -230,12 +274,16 @@ class MultiHeadAttention(nnx.Module):
 
     def __call__(self, x: jax.Array, context: jax.Array | None = None, *,
                  causal: bool = False, key_mask: jax.Array | None = None,
-                 positions: jax.Array | None = None, return_weights: bool = False):
+                 positions: jax.Array | None = None, return_weights: bool = False,
+                 dropout_key: jax.Array | None = None):
+        """``dropout_key`` (training) turns on attention dropout when the module has
+        ``attention_dropout > 0``; weights returned are those before dropout."""
         q, k, v = self.project(x, context, positions)
         result = attend(q, k, v, implementation="naive" if return_weights else self.attention,
                         causal=causal, window=self.window, key_mask=key_mask,
                         alibi=self.positional == "alibi", block_size=self.block_size,
-                        return_weights=return_weights)
+                        return_weights=return_weights, global_tokens=self.global_tokens,
+                        dropout_rate=self.attention_dropout, dropout_key=dropout_key)
         if return_weights:
             o, weights = result
             return self.merge_heads(o), weights

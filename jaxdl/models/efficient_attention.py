@@ -41,10 +41,12 @@ class Tiling(NamedTuple):
     q_offset: int
     scale: float
     alibi: bool
+    global_tokens: int = 0  # Longformer/BigBird global positions (first g queries and keys)
 
 
 def tile_schedule(nq: int, nk: int, bq: int, bk: int, *, causal: bool, window: int | None,
-                  q_offset: int, block_layout: np.ndarray | None) -> tuple[tuple[int, int], ...]:
+                  q_offset: int, block_layout: np.ndarray | None,
+                  global_tokens: int = 0) -> tuple[tuple[int, int], ...]:
     """The (query tile, key tile) pairs that hold at least one allowed (query, key) entry."""
     layout = np.ones((nq, nk), bool) if block_layout is None else np.asarray(block_layout, bool)
     if layout.shape != (nq, nk):
@@ -53,12 +55,14 @@ def tile_schedule(nq: int, nk: int, bq: int, bk: int, *, causal: bool, window: i
     qi, kj = np.meshgrid(np.arange(nq), np.arange(nk), indexing="ij")
     q_first, q_last = qi * bq + q_offset, (qi + 1) * bq - 1 + q_offset
     k_first, k_last = kj * bk, (kj + 1) * bk - 1
-    if causal:
-        layout &= k_first <= q_last
     if window is not None:
         layout &= k_last > q_first - window
         if not causal:
             layout &= k_first < q_last + window
+    if global_tokens:  # tiles holding a global query row or a global key column
+        layout |= (q_first < global_tokens) | (k_first < global_tokens)
+    if causal:
+        layout &= k_first <= q_last
     return tuple((int(a), int(b)) for a, b in zip(*np.nonzero(layout)))
 
 
@@ -75,9 +79,13 @@ def _tile_scores(tiling: Tiling, q, k, key_valid, slopes, i, j):
     if tiling.causal:
         allowed = allowed & (kpos[None, :] <= qpos[:, None])
     if tiling.window is not None:
-        allowed = allowed & (kpos[None, :] > qpos[:, None] - tiling.window)
+        local = kpos[None, :] > qpos[:, None] - tiling.window
         if not tiling.causal:
-            allowed = allowed & (kpos[None, :] < qpos[:, None] + tiling.window)
+            local = local & (kpos[None, :] < qpos[:, None] + tiling.window)
+        if tiling.global_tokens:
+            g = tiling.global_tokens
+            local = local | (qpos[:, None] < g) | (kpos[None, :] < g)
+        allowed = allowed & local
     if tiling.alibi:
         distance = jnp.abs(qpos[:, None] - kpos[None, :]).astype(jnp.float32)
         s = s - slopes[None, :, None, None] * distance
@@ -174,7 +182,7 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: boo
                         window: int | None = None, key_mask: jax.Array | None = None,
                         q_offset: int = 0, alibi_slopes: jax.Array | None = None,
                         block_layout: np.ndarray | None = None, block_size: int = 128,
-                        scale: float | None = None) -> jax.Array:
+                        scale: float | None = None, global_tokens: int = 0) -> jax.Array:
     """Exact attention in tiles of ``block_size`` queries x ``block_size`` keys.
 
     Args:
@@ -184,6 +192,8 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: boo
       alibi_slopes: float ``[heads]`` for an ALiBi bias, or None.
       block_layout: bool ``[ceil(q_len / bq), ceil(k_len / bk)]`` of allowed tiles, with
         ``bq = min(block_size, q_len)`` and ``bk = min(block_size, k_len)``.
+      global_tokens: the first ``global_tokens`` queries and keys escape the window
+        (Longformer/BigBird global attention); not combined with ``block_layout`` here.
 
     Returns ``[batch, q_len, heads, d]``. Queries with no allowed key get zeros (the naive
     softmax would average all values instead).
@@ -194,12 +204,17 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: boo
         raise ValueError(f"query heads ({h}) must be a multiple of key/value heads ({hk}).")
     if block_size < 1:
         raise ValueError(f"model.block_size={block_size}: expected a positive integer.")
+    if global_tokens and block_layout is not None:
+        raise ValueError("model.global_tokens with a block_layout: use attention='naive' (the "
+                         "blockwise kernel masks a scheduled tile by window and causality only).")
     bq, bk = min(block_size, tq), min(block_size, tk)
     nq, nk = -(-tq // bq), -(-tk // bk)
     tiling = Tiling(tile_schedule(nq, nk, bq, bk, causal=causal, window=window,
-                                  q_offset=q_offset, block_layout=block_layout),
+                                  q_offset=q_offset, block_layout=block_layout,
+                                  global_tokens=global_tokens),
                     bq, bk, causal, window, q_offset,
-                    float(d ** -0.5 if scale is None else scale), alibi_slopes is not None)
+                    float(d ** -0.5 if scale is None else scale), alibi_slopes is not None,
+                    global_tokens)
     # Grouped heads share keys: repeat them (O(seq * d) memory; gradients sum back).
     k, v = (jnp.repeat(x, h // hk, axis=2) for x in (k, v))
     q, k, v = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))  # [b, h, t, d]

@@ -41,6 +41,7 @@ class RNNLanguageModel(nnx.Module):
         self.rnn = StackedRNN(cell, embed_dim, hidden, num_layers, rngs=rngs, **init)
         self.head = nnx.Linear(self.rnn.out_features, vocab, rngs=rngs)
         self.stream_rows = stream_rows
+        self.uses_dropout = bool(init.get("dropout") or init.get("recurrent_dropout"))
         if stream_rows:
             leaves = jax.tree.leaves(self._initial_carries(stream_rows))
             self.carried = CarriedState(jnp.stack(leaves))  # [num_leaves, rows, hidden]
@@ -52,13 +53,18 @@ class RNNLanguageModel(nnx.Module):
     def __call__(self, tokens, *, train: bool = False, rngs: nnx.Rngs | None = None,
                  mask: jax.Array | None = None, carries=None):
         """``tokens [batch, seq] -> logits [batch, seq, vocab]``; a dict ``{"stream", "rows",
-        "window"}`` runs :meth:`stream_window` instead."""
-        del train, rngs
+        "window"}`` runs :meth:`stream_window` instead. With ``train`` and ``rngs`` the
+        variational (recurrent) dropout masks are drawn from ``rngs.dropout()``."""
+        key = None
+        if train and rngs is not None and self.uses_dropout:
+            key = rngs.dropout()
         if isinstance(tokens, dict):
-            return self.stream_window(tokens["stream"], tokens["rows"], tokens["window"])
-        return self.logits_and_carries(tokens, mask=mask, carries=carries)[0]
+            return self.stream_window(tokens["stream"], tokens["rows"], tokens["window"],
+                                      dropout_key=key)
+        return self.logits_and_carries(tokens, mask=mask, carries=carries, dropout_key=key)[0]
 
-    def stream_window(self, stream: jax.Array, rows: jax.Array, window: int):
+    def stream_window(self, stream: jax.Array, rows: jax.Array, window: int, *,
+                      dropout_key: jax.Array | None = None):
         """One truncated-BPTT window of every stream.
 
         Args:
@@ -79,15 +85,18 @@ class RNNLanguageModel(nnx.Module):
         stored = jnp.where(index == 0, 0.0, self.carried[...][:, rows])
         treedef = jax.tree.structure(self._initial_carries(1))
         logits, finals = self.logits_and_carries(x, carries=jax.tree.unflatten(treedef,
-                                                                               list(stored)))
+                                                                               list(stored)),
+                                                 dropout_key=dropout_key)
         final = jax.lax.stop_gradient(jnp.stack(jax.tree.leaves(finals)))
         self.carried[...] = self.carried[...].at[:, rows].set(final)
         self.window_index[...] = (index + 1) % (stream.shape[1] // window)
         return logits, start
 
-    def logits_and_carries(self, tokens: jax.Array, *, mask=None, carries=None):
+    def logits_and_carries(self, tokens: jax.Array, *, mask=None, carries=None,
+                           dropout_key: jax.Array | None = None):
         """``tokens [batch, seq]`` -> ``(logits [batch, seq, vocab], per-layer final carries)``."""
-        h, finals = self.rnn(self.embed(tokens), mask=mask, carries=carries)
+        h, finals = self.rnn(self.embed(tokens), mask=mask, carries=carries,
+                             dropout_key=dropout_key)
         return self.head(h), finals
 
     def generate(self, prompt: jax.Array, num_tokens: int, key: jax.Array, *,
@@ -123,19 +132,23 @@ def make_rnn_lm(*, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rng
                 cell: str = "lstm", hidden: int = 256, num_layers: int = 1,
                 embed_dim: int = 64, kernel_init: str = "glorot_uniform",
                 recurrent_init: str = "orthogonal", stream_rows: int = 0,
-                unroll: int = 1) -> RNNLanguageModel:
+                unroll: int = 1, dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                layer_norm: bool = False) -> RNNLanguageModel:
     """Options: ``cell`` ("rnn" | "lstm" | "gru"), ``hidden``, ``num_layers``, ``embed_dim``,
     ``kernel_init``, ``recurrent_init`` (names from ``jaxdl.init.INITIALIZERS``),
     ``stream_rows`` (> 0: carry state across batches, see :meth:`RNNLanguageModel.stream_window`;
     use with data ``tinyshakespeare_streams`` and loss ``tbptt_language_model``), ``unroll``
-    (time steps per scan iteration: speed only)."""
+    (time steps per scan iteration: speed only), ``dropout`` / ``recurrent_dropout``
+    (variational dropout on each layer's inputs / recurrent state, Gal & Ghahramani, 2016),
+    ``layer_norm`` (layer-normalised LSTM/GRU cells, Ba et al., 2016)."""
     _check_tokens(input_shape, "rnn_lm")
     if isinstance(stream_rows, bool) or not isinstance(stream_rows, int) or stream_rows < 0:
         raise ValueError(f"model.stream_rows={stream_rows!r}: expected an integer >= 0.")
     return RNNLanguageModel(num_classes, rngs=rngs, cell=cell, hidden=hidden,
                             num_layers=num_layers, embed_dim=embed_dim, stream_rows=stream_rows,
                             kernel_init=kernel_init, recurrent_init=recurrent_init,
-                            unroll=unroll)
+                            unroll=unroll, dropout=dropout, recurrent_dropout=recurrent_dropout,
+                            layer_norm=layer_norm)
 
 
 class RNNClassifier(nnx.Module):

@@ -60,14 +60,19 @@ class TransformerBlock(nnx.Module):
                  mlp_ratio: int = 4, *, prenorm: bool = True, norm: str = "layernorm",
                  cross: bool = False, positional: str = "none", attention: str = "naive",
                  window: int | None = None, block_size: int = 128, dropout_rate: float = 0.0,
-                 compute_dtype=jnp.float32, rngs: nnx.Rngs):
+                 compute_dtype=jnp.float32, rngs: nnx.Rngs, global_tokens: int = 0,
+                 attention_dropout: float = 0.0):
+        """``global_tokens``: Longformer-style global positions in self-attention (see
+        :mod:`jaxdl.models.attention`); ``attention_dropout``: dropout on the attention
+        probabilities (naive attention; active when the call gets a ``dropout_key``)."""
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"model.dropout={dropout_rate}: expected 0 <= value < 1.")
         attn = dict(num_kv_heads=num_kv_heads, attention=attention, window=window,
-                    block_size=block_size, compute_dtype=compute_dtype, rngs=rngs)
+                    block_size=block_size, compute_dtype=compute_dtype, rngs=rngs,
+                    attention_dropout=attention_dropout)
         self.prenorm, self.dropout_rate = prenorm, dropout_rate
         self.self_attention = MultiHeadAttention(d_model, num_heads, positional=positional,
-                                                 **attn)
+                                                 global_tokens=global_tokens, **attn)
         self.norm1 = make_norm(norm, d_model, rngs)
         self.cross_attention = (MultiHeadAttention(d_model, num_heads, cross=True, **attn)
                                 if cross else None)
@@ -91,11 +96,14 @@ class TransformerBlock(nnx.Module):
         new ``h`` and, with ``return_weights``, the self-attention weights
         ``[batch, heads, seq, seq]``."""
         keys = [None] * 3 if dropout_key is None else list(jax.random.split(dropout_key, 3))
+        attn_keys = [None, None]
+        if dropout_key is not None and self.self_attention.attention_dropout:
+            attn_keys = [jax.random.fold_in(dropout_key, 3), jax.random.fold_in(dropout_key, 4)]
         weights = []
 
         def self_attention(x):
             out = self.self_attention(x, causal=causal, key_mask=key_mask,
-                                      return_weights=return_weights)
+                                      return_weights=return_weights, dropout_key=attn_keys[0])
             if return_weights:
                 weights.append(out[1])
                 return out[0]
@@ -105,7 +113,8 @@ class TransformerBlock(nnx.Module):
         if self.cross_attention is not None:
             h = self._residual(
                 h, self.norm_cross,
-                lambda x: self.cross_attention(x, memory, key_mask=memory_mask), keys[1])
+                lambda x: self.cross_attention(x, memory, key_mask=memory_mask,
+                                               dropout_key=attn_keys[1]), keys[1])
         h = self._residual(h, self.norm2,
                            lambda x: self.mlp_out(jax.nn.gelu(self.mlp_in(x))), keys[2])
         return (h, weights[0]) if return_weights else h

@@ -66,13 +66,17 @@ class TokenEmbedding(nnx.Module):
 
 
 def _block_options(d_model, num_heads, num_kv_heads, mlp_ratio, positional, norm, prenorm,
-                   attention, window, block_size, dropout_rate, dtype) -> dict:
+                   attention, window, block_size, dropout_rate, dtype, *, global_tokens=0,
+                   attention_dropout=0.0) -> dict:
     check_choice(dtype, DTYPES, "model.dtype")
+    if not 0.0 <= attention_dropout < 1.0:
+        raise ValueError(f"model.attention_dropout={attention_dropout}: expected 0 <= value < 1.")
     return dict(d_model=d_model, num_heads=num_heads, num_kv_heads=num_kv_heads,
                 mlp_ratio=mlp_ratio, prenorm=prenorm, norm=norm,
                 positional=positional if positional in ("rope", "alibi") else "none",
                 attention=attention, window=window, block_size=block_size,
-                dropout_rate=dropout_rate, compute_dtype=DTYPES[dtype])
+                dropout_rate=dropout_rate, compute_dtype=DTYPES[dtype],
+                global_tokens=global_tokens, attention_dropout=attention_dropout)
 
 
 def _head(d_model: int, n_out: int, dtype: str, rngs: nnx.Rngs) -> nnx.Linear:
@@ -99,10 +103,14 @@ class GPT(nnx.Module):
                  mlp_ratio: int = 4, positional: str = "learned", norm: str = "layernorm",
                  prenorm: bool = True, attention: str = "naive", window: int | None = None,
                  block_size: int = 128, dropout: float = 0.0, scan_layers: bool = False,
-                 remat: str = "none", dtype: str = "float32", rngs: nnx.Rngs):
+                 remat: str = "none", dtype: str = "float32", global_tokens: int = 0,
+                 attention_dropout: float = 0.0, rngs: nnx.Rngs):
         options = _block_options(d_model, num_heads, num_kv_heads, mlp_ratio, positional, norm,
-                                 prenorm, attention, window, block_size, dropout, dtype)
+                                 prenorm, attention, window, block_size, dropout, dtype,
+                                 global_tokens=global_tokens,
+                                 attention_dropout=attention_dropout)
         self.dropout_rate, self.max_len = dropout, max_len
+        self.key_rate = max(dropout, attention_dropout)  # draw keys if any dropout is on
         self.embedding = TokenEmbedding(vocab_size, d_model, max_len, positional, rngs=rngs)
         self.layers = LayerStack(functools.partial(TransformerBlock, **options), num_layers,
                                  scan_layers=scan_layers, remat=remat, rngs=rngs)
@@ -117,7 +125,7 @@ class GPT(nnx.Module):
         return self.head(h).astype(jnp.float32)
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
-        k_embed, k_layers = _dropout_keys(rngs, train, self.dropout_rate, 2)
+        k_embed, k_layers = _dropout_keys(rngs, train, self.key_rate, 2)
         h = dropout(self.embed(x), self.dropout_rate, k_embed)
         return self.logits(self.layers(h, causal=True, dropout_key=k_layers))
 
@@ -138,10 +146,14 @@ class TransformerClassifier(nnx.Module):
                  positional: str = "sinusoidal", norm: str = "layernorm", prenorm: bool = True,
                  attention: str = "naive", window: int | None = None, block_size: int = 128,
                  dropout: float = 0.0, scan_layers: bool = False, remat: str = "none",
-                 dtype: str = "float32", rngs: nnx.Rngs):
+                 dtype: str = "float32", global_tokens: int = 0,
+                 attention_dropout: float = 0.0, rngs: nnx.Rngs):
         options = _block_options(d_model, num_heads, num_kv_heads, mlp_ratio, positional, norm,
-                                 prenorm, attention, window, block_size, dropout, dtype)
+                                 prenorm, attention, window, block_size, dropout, dtype,
+                                 global_tokens=global_tokens,
+                                 attention_dropout=attention_dropout)
         self.pad_id, self.dropout_rate = pad_id, dropout
+        self.key_rate = max(dropout, attention_dropout)
         self.embedding = TokenEmbedding(vocab_size, d_model, max_len, positional, rngs=rngs)
         self.layers = LayerStack(functools.partial(TransformerBlock, **options), num_layers,
                                  scan_layers=scan_layers, remat=remat, rngs=rngs)
@@ -149,7 +161,7 @@ class TransformerClassifier(nnx.Module):
         self.head = _head(d_model, num_classes, dtype, rngs)
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
-        keys = _dropout_keys(rngs, train, self.dropout_rate, 2)
+        keys = _dropout_keys(rngs, train, self.key_rate, 2)
         mask = None if self.pad_id is None else x != self.pad_id
         h = dropout(self.embedding(x), self.dropout_rate, keys[0])
         h = self.final_norm(self.layers(h, key_mask=mask, dropout_key=keys[1]))
@@ -166,10 +178,14 @@ class EncoderDecoder(nnx.Module):
                  mlp_ratio: int = 4, positional: str = "sinusoidal", norm: str = "layernorm",
                  prenorm: bool = True, attention: str = "naive", block_size: int = 128,
                  dropout: float = 0.0, scan_layers: bool = False, remat: str = "none",
-                 dtype: str = "float32", rngs: nnx.Rngs):
+                 dtype: str = "float32", global_tokens: int = 0,
+                 attention_dropout: float = 0.0, rngs: nnx.Rngs):
         options = _block_options(d_model, num_heads, num_kv_heads, mlp_ratio, positional, norm,
-                                 prenorm, attention, None, block_size, dropout, dtype)
+                                 prenorm, attention, None, block_size, dropout, dtype,
+                                 global_tokens=global_tokens,
+                                 attention_dropout=attention_dropout)
         self.dropout_rate = dropout
+        self.key_rate = max(dropout, attention_dropout)
         self.src_embedding = TokenEmbedding(vocab_size, d_model, max_len, positional, rngs=rngs)
         self.tgt_embedding = TokenEmbedding(vocab_size, d_model, max_len, positional, rngs=rngs)
         self.encoder = LayerStack(functools.partial(TransformerBlock, **options), num_layers,
@@ -223,7 +239,7 @@ class EncoderDecoder(nnx.Module):
             raise ValueError("model 'transformer_seq2seq' takes (src, decoder_input), two int "
                              "arrays [batch, length].")
         src, decoder_input = inputs
-        k_enc, k_dec = _dropout_keys(rngs, train, self.dropout_rate, 2)
+        k_enc, k_dec = _dropout_keys(rngs, train, self.key_rate, 2)
         return self.decode(decoder_input, self.encode(src, dropout_key=k_enc), dropout_key=k_dec)
 
 
