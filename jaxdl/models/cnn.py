@@ -1,7 +1,9 @@
 """A small convolutional classifier (LeCun et al., 1998 style).
 
 Blocks of 3x3 ``SAME`` convolution -> activation -> 2x2 max-pool (pooling only while the
-spatial size is at least 2), then Dense -> activation -> linear head.
+spatial size is at least 2), then Dense -> activation -> linear head. Convolutions and dense
+layers are K-FAC curvature layers (:class:`jaxdl.optim.kfac.CurvatureConv`, KFC;
+:class:`~jaxdl.optim.kfac.CurvatureLinear`), plain NNX layers outside a curvature scope.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from flax import nnx
 from jaxdl.models.conv import max_pool
 from jaxdl.models.mlp import activation_fn
 from jaxdl.models.registry import MODELS
+from jaxdl.optim.kfac import CurvatureConv, CurvatureLinear, name_curvature_layers
 
 
 class SmallCNN(nnx.Module):
@@ -40,7 +43,7 @@ class SmallCNN(nnx.Module):
         self.activation = activation_fn(activation)
         convs, pools = [], []
         for f in features:
-            convs.append(nnx.Conv(channels, f, (kernel_size, kernel_size), rngs=rngs))
+            convs.append(CurvatureConv(channels, f, (kernel_size, kernel_size), rngs=rngs))
             pool = height >= 2 and width >= 2
             pools.append(pool)
             if pool:
@@ -48,8 +51,9 @@ class SmallCNN(nnx.Module):
             channels = f
         self.convs = nnx.List(convs)
         self.pools = tuple(pools)
-        self.dense = nnx.Linear(height * width * channels, hidden, rngs=rngs)
-        self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
+        self.dense = CurvatureLinear(height * width * channels, hidden, rngs=rngs)
+        self.head = CurvatureLinear(hidden, num_classes, rngs=rngs)
+        name_curvature_layers(self)
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
         del train, rngs

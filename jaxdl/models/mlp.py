@@ -2,7 +2,9 @@
 
 Initialization is configurable by name (``kernel_init``, one of ``jaxdl.init.INITIALIZERS``)
 and a constant bias (``bias_init``); the defaults (LeCun normal kernels, zero biases) are
-``nnx.Linear``'s own.
+``nnx.Linear``'s own. The dense layers are K-FAC curvature layers
+(:class:`jaxdl.optim.kfac.CurvatureLinear`): plain ``nnx.Linear`` outside a curvature scope,
+so any optimizer, K-FAC included, trains this model.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from flax import nnx
 
 from jaxdl.init import get_initializer
 from jaxdl.models.registry import ACTIVATIONS, MODELS
+from jaxdl.optim.kfac import CurvatureLinear, name_curvature_layers
 
 
 def activation_fn(name: str):
@@ -53,9 +56,10 @@ class MLP(nnx.Module):
         }
         sizes = (in_features, *hidden)
         self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs, **inits) for a, b in zip(sizes[:-1], sizes[1:])]
+            [CurvatureLinear(a, b, rngs=rngs, **inits) for a, b in zip(sizes[:-1], sizes[1:])]
         )
-        self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs, **inits)
+        self.head = CurvatureLinear(sizes[-1], num_classes, rngs=rngs, **inits)
+        name_curvature_layers(self)
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
         del train, rngs  # deterministic, no batch statistics

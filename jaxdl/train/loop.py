@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import time
 from typing import Any
 
 import jax
@@ -48,6 +49,9 @@ class TrainResult:
       early_stopping: best step/value and the step it stopped at, when
         ``config.early_stopping.patience > 0`` (then ``state`` is the best state if
         ``restore_best``), else None.
+      history: every logged train-metrics record of this call, ``{"step", "loss", ...,
+        "learning_rate", "wall_time"}`` (``wall_time``: seconds since this call's training
+        loop started, compilation, evaluation and checkpointing included).
     """
 
     state: TrainState
@@ -56,6 +60,7 @@ class TrainResult:
     experiment: Experiment
     resumed_from: int | None
     early_stopping: dict[str, Any] | None = None
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 def evaluate(experiment: Experiment, state: TrainState) -> dict[str, float]:
@@ -129,6 +134,9 @@ def train_and_evaluate(
     step = int(state.step)
     eval_metrics: dict[str, float] = {}
     window: list[tuple[int, dict[str, Any]]] = []
+    history: list[dict[str, float]] = []
+    accumulate = int(config.optimizer.get("accumulate_steps", 1) or 1)
+    started = time.perf_counter()  # wall_time counts everything from here on
     bar = tqdm(total=config.num_steps, initial=step, desc=f"{config.model.name}/"
                f"{config.data.name}", disable=not config.progress_bar, unit="step",
                dynamic_ncols=True, mininterval=0.5)
@@ -164,8 +172,16 @@ def train_and_evaluate(
                     step, window = restored, []
                     continue
                 train_metrics = _mean_metrics([m for _, m in window])
-                train_metrics["learning_rate"] = float(experiment.schedule(step - 1))
+                # the schedule counts optimizer updates (MultiSteps: one per ``accumulate``)
+                train_metrics["learning_rate"] = float(
+                    experiment.schedule((step - 1) // accumulate))
                 writer.write(step, "train", train_metrics)
+                # wall time goes to the returned history and TensorBoard, not metrics.jsonl:
+                # that log stays bit-identical between identical (or resumed) runs
+                wall_time = time.perf_counter() - started
+                history.append({"step": step, **train_metrics, "wall_time": wall_time})
+                if writer.tensorboard is not None:
+                    writer.tensorboard.add_scalar("train/wall_time", wall_time, step)
                 bar.set_postfix(loss=f"{train_metrics['loss']:.4f}", refresh=False)
                 window = []
             if (config.eval_every and step % config.eval_every == 0) or last:
@@ -196,7 +212,7 @@ def train_and_evaluate(
     if config.plots:
         plot_curves(workdir)
     return TrainResult(state, eval_metrics, workdir, experiment, resumed_from,
-                       stopper.state_dict() if stopper is not None else None)
+                       stopper.state_dict() if stopper is not None else None, history)
 
 
 def _make_early_stopping(options: dict[str, Any], workdir: pathlib.Path

@@ -14,7 +14,8 @@ axes are folded into the rows), with ``a~ = [a, 1]`` when the layer has a bias:
     G = sum_rows g^T g / B          [d_out, d_out]
 
 A layer used ``K`` times (tied weights) sums its uses: ``A = mean_k A_k``, ``G = sum_k G_k``,
-so ``A (x) G`` is about ``sum_k A_k (x) G_k`` when the uses are alike.
+so ``A (x) G`` is about ``sum_k A_k (x) G_k`` when the uses are alike. Conv, embedding and
+scale-and-shift blocks: :mod:`jaxdl.optim.kfac.factors`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxdl.optim.kfac.factors import embed_factors, kronecker_factors, scale_shift_factors
 from jaxdl.optim.kfac.tags import curvature_scope, path_of, sample_output_cotangent
 
 Stats = dict[str, dict[str, jax.Array]]
@@ -37,24 +39,6 @@ def _lookup(params: Any, name: str) -> Any:
     return node
 
 
-def _rows(x: jax.Array) -> jax.Array:
-    return x.reshape(-1, x.shape[-1]).astype(jnp.float32)
-
-
-def dense_factors(inputs: list[jax.Array], out_grads: list[jax.Array], has_bias: bool,
-                  batch_size: int) -> dict[str, jax.Array]:
-    """``{"A", "G"}`` of a dense layer from its calls' inputs and output gradients."""
-    a_sum, g_sum = 0.0, 0.0
-    for a, g in zip(inputs, out_grads):
-        a = _rows(a)
-        if has_bias:
-            a = jnp.concatenate([a, jnp.ones((a.shape[0], 1), a.dtype)], axis=1)
-        g = _rows(g)
-        a_sum = a_sum + a.T @ a
-        g_sum = g_sum + g.T @ g
-    return {"A": a_sum / (batch_size * len(inputs)), "G": g_sum / batch_size}
-
-
 def subsample_batch(batch: Any, every: int) -> Any:
     """Every ``every``-th example of each array in ``batch`` (strided, so a batch sharded
     over devices keeps an equal share on each)."""
@@ -65,7 +49,8 @@ def value_grad_and_curvature(
     loss_fn: Callable[..., Any], params: Any, model_state: Any, batch: Any, rng: jax.Array,
     sample_key: jax.Array, subsample: int = 1,
 ) -> tuple[tuple[jax.Array, Any], Any, Stats]:
-    """``((loss, aux), grads, stats)`` with ``stats = {layer_name: {"A", "G"}}``.
+    """``((loss, aux), grads, stats)`` with ``stats = {layer_name: {"A", "G", ...}}``
+    (per layer kind, :func:`block_statistics`).
 
     ``loss_fn(params, model_state, batch, rng) -> (loss, aux)`` as in the train step. If the
     objective registers no output, the empirical Fisher is used (the real targets' output
@@ -126,11 +111,26 @@ def value_grad_and_curvature(
                          "jaxdl.optim.kfac.register_output (the true Fisher).")
     else:
         out_grads = jax.tree.map(lambda g: g * batch_size, out_grads)
-    stats = {}
-    for name, calls in inputs.items():
-        has_bias = "bias" in _lookup(params, name)
-        stats[name] = dense_factors(calls, out_grads[name], has_bias, batch_size)
+    stats = {name: block_statistics(found["kinds"][name], _lookup(params, name), calls,
+                                    out_grads[name], batch_size)
+             for name, calls in inputs.items()}
     return (loss, aux), grads, stats
+
+
+def block_statistics(kind: str, layer_params: Any, inputs: list[jax.Array],
+                     out_grads: list[jax.Array], batch_size: int) -> dict[str, jax.Array]:
+    """The statistics of one curvature layer of ``kind`` (see
+    :mod:`jaxdl.optim.kfac.factors`)."""
+    if kind in ("dense", "conv"):
+        return kronecker_factors(inputs, out_grads, "bias" in layer_params, batch_size,
+                                 positions_mean=kind == "conv")
+    if kind == "embed":
+        return embed_factors(inputs, out_grads, layer_params["embedding"].shape[0],
+                             batch_size)
+    if kind == "scale_shift":
+        return scale_shift_factors(inputs, out_grads, "scale" in layer_params,
+                                   "bias" in layer_params)
+    raise ValueError(f"unknown curvature layer kind {kind!r}.")
 
 
 def output_fisher_product(outputs: list[jax.Array], kinds: list[str], u: list[jax.Array],

@@ -42,11 +42,23 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxdl.optim.kfac.tags import path_of
+from jaxdl.optim.kfac.blocks import (
+    Block,
+    curvature_product,
+    find_blocks,
+    get_path,
+    init_factors,
+    init_inverses,
+    precondition,
+    refresh,
+    uses_eigenbasis,
+)
+from jaxdl.optim.kfac.factors import eigenbasis_scales
 
 
 class KFACState(struct.PyTreeNode):
-    """count: int32 steps so far; factors / inverses: ``{layer: {"A", "G"}}``; damping:
+    """count: int32 steps so far; factors / inverses: ``{layer: {"A", "G"}}`` (per block
+    kind, :mod:`jaxdl.optim.kfac.blocks`; EKFAC inverses ``{"QA", "QG", "S"}``); damping:
     float32 scalar; velocity: the previous step (adaptive) or momentum buffer, shaped like
     the parameters; curvature_subsample (static, not an array): the train step estimates
     curvature from every ``k``-th example of the batch."""
@@ -59,53 +71,17 @@ class KFACState(struct.PyTreeNode):
     curvature_subsample: int = struct.field(pytree_node=False, default=1)
 
 
-def dense_layers(params: Any, prefix: tuple = ()) -> dict[str, tuple[int, int, bool]]:
+def dense_layers(params: Any) -> dict[str, tuple[int, int, bool]]:
     """``{name: (d_in, d_out, has_bias)}`` for every sub-dict holding a 2-D ``kernel``."""
-    found = {}
-    if isinstance(params, dict):
-        kernel = params.get("kernel")
-        if kernel is not None and getattr(kernel, "ndim", 0) == 2:
-            name = "/".join(str(p) for p in prefix)
-            found[name] = (kernel.shape[0], kernel.shape[1], "bias" in params)
-        for key, value in params.items():
-            if isinstance(value, dict):
-                found.update(dense_layers(value, (*prefix, key)))
-    return found
-
-
-def _get(tree: Any, name: str) -> Any:
-    for key in path_of(name):
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict, name: str, leaf: str, value: Any) -> None:
-    for key in path_of(name):
-        tree = tree[key]
-    tree[leaf] = value
-
-
-def _damped_inverse(matrix: jax.Array, damping: jax.Array) -> jax.Array:
-    eye = jnp.eye(matrix.shape[0], dtype=matrix.dtype)
-    chol = jnp.linalg.cholesky(matrix + damping * eye)
-    return jax.scipy.linalg.cho_solve((chol, True), eye)
+    return {n: (b.d_in, b.d_out, b.has_bias) for n, b in find_blocks(params).items()
+            if b.kind == "dense"}
 
 
 def damped_inverses(factors: dict[str, jax.Array], damping: jax.Array) -> dict[str, jax.Array]:
     """``(A + pi sqrt(lam) I)^-1`` and ``(G + sqrt(lam)/pi I)^-1`` (factored Tikhonov)."""
-    a, g = factors["A"], factors["G"]
-    tr_a = jnp.trace(a) / a.shape[0]
-    tr_g = jnp.trace(g) / g.shape[0]
-    pi = jnp.sqrt(jnp.maximum(tr_a, 1e-12) / jnp.maximum(tr_g, 1e-12))
-    root = jnp.sqrt(damping)
-    return {"A": _damped_inverse(a, pi * root), "G": _damped_inverse(g, root / pi)}
-
-
-def _as_matrix(layer_grads: dict[str, jax.Array], has_bias: bool) -> jax.Array:
-    kernel = layer_grads["kernel"]
-    if not has_bias:
-        return kernel
-    return jnp.concatenate([kernel, layer_grads["bias"][None, :]], axis=0)
+    a = factors["A"]
+    block = Block("dense", a.shape[0], factors["G"].shape[0], False)
+    return refresh(block, factors, {}, damping, ekfac=False)
 
 
 def kfac(
@@ -123,8 +99,10 @@ def kfac(
     damping_decay: float = 0.95,
     min_damping: float = 1e-8,
     curvature_subsample: int = 1,
+    ekfac: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-    """K-FAC for dense curvature layers.
+    """K-FAC for dense, conv (KFC), embedding and scale-and-shift curvature layers
+    (:mod:`jaxdl.optim.kfac.blocks`), optionally with the EKFAC eigenvalue correction.
 
     Args:
       learning_rate: step size (float or schedule).
@@ -146,6 +124,11 @@ def kfac(
         backward pass); the gradient always uses the whole batch.
       adapt_damping, damping_every, damping_decay, min_damping: Levenberg-Marquardt
         adaptation of ``lam`` (needs ``update(..., loss_fn=, loss=)``, passed by the step).
+      ekfac: EKFAC (George et al., 2018) for dense and conv blocks: eigendecompose ``A``
+        and ``G`` at each refresh instead of inverting them, and rescale by a moving
+        average (weight ``ema``) of the per-example gradients' squared coordinates in
+        that eigenbasis, updated every step; damping ``lam`` is added to those scales.
+        A static argument under ``optax.inject_hyperparams``.
     """
     def given(value):  # inject_hyperparams passes traced arrays: check Python numbers only
         return isinstance(value, (int, float))
@@ -163,38 +146,31 @@ def kfac(
     schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
     def init(params):
-        layers = dense_layers(params)
-        factors = {name: {"A": jnp.zeros((d_in + bias, d_in + bias), jnp.float32),
-                          "G": jnp.zeros((d_out, d_out), jnp.float32)}
-                   for name, (d_in, d_out, bias) in layers.items()}
-        return KFACState(count=jnp.zeros((), jnp.int32), factors=factors,
-                         inverses=jax.tree.map(jnp.zeros_like, factors),
+        blocks = find_blocks(params)
+        return KFACState(count=jnp.zeros((), jnp.int32),
+                         factors={n: init_factors(b) for n, b in blocks.items()},
+                         inverses={n: init_inverses(b, ekfac) for n, b in blocks.items()},
                          damping=jnp.asarray(damping, jnp.float32),
                          velocity=jax.tree.map(jnp.zeros_like, params),
                          curvature_subsample=curvature_subsample)
-
-    def precondition(grads, inverses, layers):
-        direction = jax.tree.map(lambda g: g, grads)  # a copy we can write into
-        for name, (d_in, _, bias) in layers.items():
-            v = _as_matrix(_get(grads, name), bias)
-            u = inverses[name]["A"] @ v @ inverses[name]["G"]
-            _set(direction, name, "kernel", u[:d_in])
-            if bias:
-                _set(direction, name, "bias", u[d_in])
-        return direction
 
     def update(updates, state, params=None, *, curvature=None, loss_fn=None, loss=None,
                fisher_gram=None, **extra):
         del extra
         if params is None:
             raise ValueError("kfac needs params in update(); " + optax.NO_PARAMS_MSG)
-        layers = dense_layers(params)
-        missing = sorted(set(layers) - set(curvature or {}))
+        curvature = curvature or {}
+        all_blocks = find_blocks(params)
+        missing = sorted(n for n, b in all_blocks.items()
+                         if b.kind == "dense" and n not in curvature)
         if missing:
             raise ValueError(
                 f"kfac got no curvature statistics for layers {missing}; build them from "
                 "jaxdl.optim.kfac.CurvatureLinear and train with jaxdl.train's step (it "
                 "passes update(..., curvature=stats)).")
+        # conv / embed / scale-shift parameters of plain (non-curvature) NNX layers: passed
+        # through unpreconditioned, their (unused) factors left at zero
+        blocks = {n: b for n, b in all_blocks.items() if n in curvature}
         if (adaptive or adapt_damping) and (loss_fn is None or loss is None):
             raise ValueError("kfac(adaptive / adapt_damping) needs update(..., loss_fn=, "
                              "loss=), which jaxdl.train's step passes.")
@@ -202,17 +178,29 @@ def kfac(
             raise ValueError("kfac(adaptive=True) needs update(..., fisher_gram=).")
         count = state.count + 1
         decay = jnp.minimum(ema, 1.0 - 1.0 / count.astype(jnp.float32))
-        factors = jax.tree.map(lambda old, new: decay * old + (1 - decay) * new,
-                               state.factors, {n: curvature[n] for n in layers})
+        factors = dict(state.factors)
+        for name in blocks:
+            factors[name] = {k: decay * old + (1 - decay) * curvature[name][k]
+                             for k, old in state.factors[name].items()}
         lam = state.damping + l2_damping
-        inverses = {}
-        for index, name in enumerate(sorted(layers)):
-            offset = index * inverse_every // max(len(layers), 1)
-            refresh = (state.count == 0) | ((state.count - offset) % inverse_every == 0)
+        inverses = dict(state.inverses)
+        matrix_blocks = sorted(n for n, b in blocks.items() if b.kind != "scale_shift")
+        for index, name in enumerate(matrix_blocks):
+            offset = index * inverse_every // max(len(matrix_blocks), 1)
+            fresh = (state.count == 0) | ((state.count - offset) % inverse_every == 0)
             inverses[name] = jax.lax.cond(
-                refresh, lambda f: damped_inverses(f, lam),
-                lambda f, name=name: state.inverses[name], factors[name])
-        direction = precondition(updates, inverses, layers)
+                fresh, lambda f, old, b=blocks[name]: refresh(b, f, old, lam, ekfac),
+                lambda f, old: old, factors[name], state.inverses[name])
+            if uses_eigenbasis(blocks[name], ekfac):  # EKFAC: rescale every step
+                new_s = eigenbasis_scales(curvature[name]["a_rows"], curvature[name]["g_rows"],
+                                          inverses[name]["QA"], inverses[name]["QG"])
+                inverses[name] = {**inverses[name],
+                                  "S": decay * inverses[name]["S"] + (1 - decay) * new_s}
+        direction = jax.tree.map(lambda g: g, updates)  # a copy we can write into
+        for name, block in blocks.items():
+            parent = get_path(direction, name)
+            parent.update(precondition(block, get_path(updates, name), factors[name],
+                                       inverses[name], lam, ekfac))
         lr = schedule(state.count)
         if adaptive:
             new_updates, model_change = _quadratic_model_step(
@@ -231,7 +219,8 @@ def kfac(
         new_damping = state.damping
         if adapt_damping:
             if model_change is None:
-                model_change = _factored_model(updates, new_updates, factors, layers, lam)
+                model_change = _factored_model(updates, new_updates, factors, inverses, blocks,
+                                               lam, ekfac)
             new_damping = _levenberg_marquardt(
                 count % damping_every == 0, loss_fn, loss, params, new_updates, model_change,
                 state.damping, damping_decay, min_damping)
@@ -268,12 +257,12 @@ def _quadratic_model_step(grads, direction, previous, fisher_gram, lam, l2):
     return step, model_change
 
 
-def _factored_model(grads, step, factors, layers, lam):
-    """``g.d + d.(F_kfac + lam) d / 2`` with the Kronecker-factored Fisher."""
+def _factored_model(grads, step, factors, inverses, blocks, lam, ekfac):
+    """``g.d + d.(F_kfac + lam) d / 2`` with the block-diagonal K-FAC / EKFAC Fisher."""
     curvature = 0.0
-    for name, (_, _, bias) in layers.items():
-        d = _as_matrix(_get(step, name), bias)
-        curvature = curvature + jnp.sum(d * (factors[name]["A"] @ d @ factors[name]["G"]))
+    for name, block in blocks.items():
+        curvature = curvature + curvature_product(block, get_path(step, name), factors[name],
+                                                  inverses[name], ekfac)
     return _dot(grads, step) + 0.5 * (curvature + lam * _dot(step, step))
 
 

@@ -129,9 +129,10 @@ class CurvatureLinear(nnx.Linear):
 
 
 def name_curvature_layers(model: nnx.Module) -> nnx.Module:
-    """Give every curvature layer in ``model`` its path (``"a/b/0"``) as its name."""
+    """Give every curvature layer in ``model`` (any module class with a ``curvature_name``
+    attribute: CurvatureLinear/Conv/Embed/LayerNorm) its path (``"a/b/0"``) as its name."""
     for path, node in nnx.iter_graph(model):
-        if isinstance(node, CurvatureLinear):
+        if isinstance(node, nnx.Module) and hasattr(type(node), "curvature_name"):
             node.curvature_name = "/".join(str(p) for p in path)
     return model
 
