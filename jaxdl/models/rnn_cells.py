@@ -25,8 +25,9 @@ Options (off by default):
   shift) before ``tanh`` in ``h_t = s(o) tanh(LN(c_t))``. See :class:`LayerNormLSTMCell`.
 * ``dropout`` / ``recurrent_dropout``: variational dropout (Gal & Ghahramani, 2016): one
   keep-mask per sequence on the inputs ``x_t`` and one on the state ``h_{t-1}`` entering the
-  recurrent matmul, the *same* at every time step (``keep`` in :func:`jaxdl.models.rnn.scan_cell`). Inverted
-  scaling, so the expected masked value is unchanged; identity without a ``dropout_key``.
+  recurrent matmul, the *same* at every time step (``keep`` in
+  :func:`jaxdl.models.rnn.scan_cell`). Inverted scaling, so the expected masked value is
+  unchanged; identity without a ``dropout_key``.
 """
 
 from __future__ import annotations
