@@ -63,15 +63,7 @@ class LoraAdapter:
 def path_name(path: tuple) -> str:
     """``("layers", 0, "kernel")``-style key path (from ``tree_flatten_with_path``) as
     ``"layers/0/kernel"``."""
-    parts = []
-    for key in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
+    return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def target_kernels(params: PyTree, targets: str) -> dict[str, tuple[int, int]]:

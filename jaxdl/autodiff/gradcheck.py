@@ -34,15 +34,7 @@ PyTree = Any
 
 def path_to_str(path: tuple) -> str:
     """A pytree key path as ``"layers/0/kernel"``."""
-    parts = []
-    for key in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts) or "<root>"
+    return jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
 
 
 @dataclasses.dataclass(frozen=True)

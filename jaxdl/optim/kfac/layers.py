@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.optim.kfac.tags import _SCOPE
+from jaxdl.optim.kfac.tags import active_scope
 
 _SPATIAL = "DHW"
 
@@ -90,12 +90,9 @@ class CurvatureConv(nnx.Conv):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = super().__call__(x)
-        scope = _SCOPE.get()
+        scope = active_scope(self)
         if scope is None:
             return y
-        if not self.curvature_name:
-            raise ValueError("a CurvatureConv has no curvature_name; call "
-                             "name_curvature_layers(model) at the end of the model's __init__.")
         if x.ndim != len(self.kernel_size) + 2:
             raise ValueError(f"CurvatureConv {self.curvature_name}: expected input "
                              f"[batch, *spatial, channels], got shape {x.shape}.")
@@ -110,12 +107,9 @@ class CurvatureEmbed(nnx.Embed):
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         y = super().__call__(ids)
-        scope = _SCOPE.get()
+        scope = active_scope(self)
         if scope is None:
             return y
-        if not self.curvature_name:
-            raise ValueError("a CurvatureEmbed has no curvature_name; call "
-                             "name_curvature_layers(model) at the end of the model's __init__.")
         return scope.record(self.curvature_name, "embed", ids, y)
 
 
@@ -131,12 +125,9 @@ class CurvatureLayerNorm(nnx.LayerNorm):
             raise ValueError("CurvatureLayerNorm: reduction_axes and feature_axes must be -1.")
 
     def __call__(self, x: jax.Array, *, mask=None) -> jax.Array:
-        scope = _SCOPE.get()
+        scope = active_scope(self)
         if scope is None:
             return super().__call__(x, mask=mask)
-        if not self.curvature_name:
-            raise ValueError("a CurvatureLayerNorm has no curvature_name; call "
-                             "name_curvature_layers(model) at the end of the model's __init__.")
         if mask is not None:
             raise ValueError("CurvatureLayerNorm: mask is not supported under K-FAC.")
         x32 = x.astype(jnp.float32)
@@ -164,12 +155,9 @@ class CurvatureBatchNorm(nnx.BatchNorm):
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *,
                  mask=None) -> jax.Array:
         y = super().__call__(x, use_running_average, mask=mask)
-        scope = _SCOPE.get()
+        scope = active_scope(self)
         if scope is None:
             return y
-        if not self.curvature_name:
-            raise ValueError("a CurvatureBatchNorm has no curvature_name; call "
-                             "name_curvature_layers(model) at the end of the model's __init__.")
         if mask is not None or self.axis_name is not None or self.axis not in (-1, x.ndim - 1):
             raise ValueError("CurvatureBatchNorm under K-FAC: axis must be -1, no mask and "
                              "no axis_name.")

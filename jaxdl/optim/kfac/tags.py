@@ -107,6 +107,16 @@ def sample_output_cotangent(logits: jax.Array, kind: str, key: jax.Array) -> jax
     return -jax.random.normal(key, logits.shape)
 
 
+def active_scope(layer: nnx.Module) -> CurvatureScope | None:
+    """The scope recording this forward pass (None outside one); inside a scope, checks that
+    ``layer`` was named by :func:`name_curvature_layers`."""
+    scope = _SCOPE.get()
+    if scope is not None and not layer.curvature_name:
+        raise ValueError(f"a {type(layer).__name__} has no curvature_name; call "
+                         "name_curvature_layers(model) at the end of the model's __init__.")
+    return scope
+
+
 class CurvatureLinear(nnx.Linear):
     """``nnx.Linear`` whose input and output gradient K-FAC can observe.
 
@@ -119,12 +129,9 @@ class CurvatureLinear(nnx.Linear):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = super().__call__(x)
-        scope = _SCOPE.get()
+        scope = active_scope(self)
         if scope is None:
             return y
-        if not self.curvature_name:
-            raise ValueError("a CurvatureLinear has no curvature_name; call "
-                             "name_curvature_layers(model) at the end of the model's __init__.")
         return scope.record(self.curvature_name, "dense", x, y)
 
 
