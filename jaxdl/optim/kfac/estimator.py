@@ -153,11 +153,10 @@ def output_fisher_product(outputs: list[jax.Array], kinds: list[str], u: list[ja
     return total
 
 
-def fisher_gram_fn(loss_fn: Callable[..., Any], params: Any, model_state: Any, batch: Any,
-                   rng: jax.Array) -> Callable[[list[Any]], jax.Array]:
-    """``vectors -> [k, k]`` Gram matrix ``v_i^T F v_j`` of the exact Fisher (the
-    Gauss-Newton matrix for these losses; Martens, 2014) on this batch, from one forward-mode
-    pass per vector through the registered outputs (``J v``), never forming ``F``."""
+def _registered_outputs(loss_fn: Callable[..., Any], model_state: Any, batch: Any,
+                        rng: jax.Array) -> tuple[Callable[[Any], list[Any]], list[str]]:
+    """``(params -> outputs registered by the objective, their kinds)``; ``kinds`` is filled
+    when the function is traced."""
     kinds: list[str] = []
 
     def outputs_of(p):
@@ -165,6 +164,16 @@ def fisher_gram_fn(loss_fn: Callable[..., Any], params: Any, model_state: Any, b
             loss_fn(p, model_state, batch, rng)
         kinds[:] = [kind for _, kind in scope.outputs]
         return [o for o, _ in scope.outputs]
+
+    return outputs_of, kinds
+
+
+def fisher_gram_fn(loss_fn: Callable[..., Any], params: Any, model_state: Any, batch: Any,
+                   rng: jax.Array) -> Callable[[list[Any]], jax.Array]:
+    """``vectors -> [k, k]`` Gram matrix ``v_i^T F v_j`` of the exact Fisher (the
+    Gauss-Newton matrix for these losses; Martens, 2014) on this batch, from one forward-mode
+    pass per vector through the registered outputs (``J v``), never forming ``F``."""
+    outputs_of, kinds = _registered_outputs(loss_fn, model_state, batch, rng)
 
     def gram(vectors: list[Any]) -> jax.Array:
         # one primal pass, all tangents pushed forward together as a batch of k
@@ -197,13 +206,7 @@ def fisher_vector_fn(loss_fn: Callable[..., Any], params: Any, model_state: Any,
     """``v -> F v``, the exact Fisher (= Gauss-Newton matrix ``J^T H_L J`` for these losses;
     Schraudolph, 2002; Martens, 2010) of the registered outputs on this batch, matrix-free:
     one forward-mode pass for ``J v`` and its transpose for ``J^T u``."""
-    kinds: list[str] = []
-
-    def outputs_of(p):
-        with curvature_scope() as scope:
-            loss_fn(p, model_state, batch, rng)
-        kinds[:] = [kind for _, kind in scope.outputs]
-        return [o for o, _ in scope.outputs]
+    outputs_of, kinds = _registered_outputs(loss_fn, model_state, batch, rng)
 
     def product(v):
         outputs, push_forward = jax.linearize(outputs_of, params)
