@@ -24,4 +24,20 @@ assert jax.device_count() == 8, "tests expect 8 simulated CPU devices"
 # Subprocesses started by tests (kill-and-resume, notebook) share it through the variable.
 if not os.environ.get("JAXDL_COMPILATION_CACHE"):
     os.environ["JAXDL_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="jaxdl-xla-")
+# Under pytest-xdist every worker process gets a folder of its own: two processes writing the
+# same cache entries at once is a race we do not need.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["JAXDL_COMPILATION_CACHE"] = os.path.join(
+        os.environ["JAXDL_COMPILATION_CACHE"], os.environ["PYTEST_XDIST_WORKER"])
 enable_compilation_cache(os.environ["JAXDL_COMPILATION_CACHE"])
+
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (our default): one worker per core, at most 4. Compiling is single-threaded,
+    so two workers on two cores finish the suite in about half the time of one; each worker
+    holds 1-4 GiB of compiled programs, hence the cap."""
+    del config
+    return max(1, min(4, os.cpu_count() or 1))
