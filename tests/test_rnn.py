@@ -192,3 +192,34 @@ def test_gradient_vs_lag_analysis_orders_lags(tmp_path):
     assert curve[-1] < 1e-6 * curve[0]
     assert np.all(np.diff(np.log(curve)) < 0)
     assert (tmp_path / "gradient_vs_lag.png").exists()
+
+
+@pytest.mark.parametrize("kind,options,masked", [
+    ("lstm", {"bidirectional": True}, False), ("gru", {"bidirectional": True}, True),
+    ("lstm", {"layer_norm": True}, True)])
+def test_token_table_projection_equals_embedding_then_layer(kind, options, masked):
+    """``embedding=`` gathers rows of ``cell.project(embedding)`` instead of projecting every
+    embedded token: outputs, final carries and gradients (embedding and every parameter)
+    must equal the layer run on ``embedding[tokens]`` (unmasked: the LSTM's hand-written
+    backward; masked: the autodiff scan)."""
+    vocab = 7  # <= batch * seq, so the table path is taken
+    layer = RecurrentLayer(kind, D, H, rngs=nnx.Rngs(0), **options)
+    graphdef, params = nnx.split(layer)
+    embedding = jax.random.normal(jax.random.key(3), (vocab, D))
+    tokens = jax.random.randint(jax.random.key(4), (B, T), 0, vocab)
+    mask = (jnp.arange(T)[None, :] < jnp.asarray([T, T - 2, 1])[:, None]) if masked else None
+
+    def loss(params, embedding, use_table):
+        model = nnx.merge(graphdef, params)
+        if use_table:
+            out, final = model(tokens, embedding=embedding, mask=mask)
+        else:
+            out, final = model(jnp.take(embedding, tokens, axis=0), mask=mask)
+        return jnp.sum(jnp.sin(out)) + sum(jnp.sum(f ** 2) for f in jax.tree.leaves(final))
+
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)
+    (v_table, g_table), (v_ref, g_ref) = grad(params, embedding, True), grad(
+        params, embedding, False)
+    np.testing.assert_allclose(v_table, v_ref, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 g_table, g_ref)

@@ -16,11 +16,23 @@ of ``--steps`` steps and report medians of the per-round ratios. ``OMP_WAIT_POLI
 is set before torch is imported. Last line: one JSON object with
 ``lstm_tokens_per_s_over_torch`` (goal >= 1.0) and ``ssm_parallel_speedup``.
 
-Measured 2026-11-30 (jax 0.10, torch 2.13.0 CPU, 2 cores shared with three other jobs, load
-average ~10; defaults): LSTM 0.60x PyTorch (6,282 vs 10,438 tokens/s, per-round ratios
-0.48-0.85; 0.52x before the hand-written LSTM backward pass); parallel scan 0.46x the
-sequential scan (980 vs 456 ms): on CPU the associative scan's O(T log T) memory traffic over
-materialized states loses to the sequential loop, its gain needs a parallel device.
+Measured 2026-12-01 00:10-00:32 UTC (jax 0.10.2, torch 2.13.0 CPU, 2 cores shared with three
+other jobs, load average 8-12; defaults): LSTM 0.85x PyTorch (11,144 vs 13,022 tokens/s, per-
+round ratios 0.51-1.06) and 0.87x with ``--rounds 11`` (13,443 vs 15,794; 0.73-0.94). In runs of
+the LSTM case alternated with other versions of the code at the same load: 0.92x and 0.88x now;
+0.83x and 0.78x with the table gather below done outside the loop; 0.62x and 0.60x before these
+changes. What changed (XLA profiles of the step): the LSTM gates are one ``tanh`` over the
+``[batch, 4, H]`` block (XLA:CPU ran a sigmoid/tanh per gate slice ~5x slower, measured on a
+scan of the gate math alone); the LSTM backward step is hand-written (multiplies and adds only);
+the input projection of the embedded tokens is a gather from the projected ``[vocab, 4H]`` table
+done inside the loop (it was a ``[4096, 64] x [64, 1024]`` matmul plus two backward matmuls,
+~30% of the step here). Did not help: ``unroll`` 2-8 (0.7-0.9x), carrying the gate/gradient
+buffers through a ``fori_loop`` to update them in place (4x slower), ``jnp.take`` modes, XLA
+fast-math. What is left: the 2 x 128 per-step ``[32, 256] x [256, 1024]`` matmuls and the weight
+gradient (~45% of the step) and zero-filling the scan's stacked outputs (~15%).
+Earlier (2026-11-30, load ~10): 0.60x. Parallel scan 0.51x the sequential scan (693 vs
+327 ms): on CPU the associative scan's O(T log T) memory traffic over materialized states
+loses to the sequential loop, its gain needs a parallel device.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Recurrent layers: run a cell of :mod:`jaxdl.models.rnn_cells` over time with ``lax.scan``
 (masking, reversal, variational dropout, a hand-written backward for the recurrent matmul),
 stacked and bidirectional. Shapes: ``x: [batch, seq, in]``, hidden ``[batch, hidden]``.
+Token inputs with an ``embedding`` table take their input projection from the projected
+table (:func:`project_tokens`: one gather instead of a matmul over every token).
 
 The cells, their equations and the options (``layer_norm``, ``dropout``,
 ``recurrent_dropout``) are documented in :mod:`jaxdl.models.rnn_cells`; their names are
@@ -52,9 +54,40 @@ def scan_cell(cell: _Cell, x: jax.Array, *, mask: jax.Array | None = None,
     Returns:
       ``(outputs [batch, seq, hidden], final_carry)``.
     """
-    batch = x.shape[0]
-    carry = cell.initial_carry(batch, x.dtype) if carry is None else carry
-    projected = jnp.swapaxes(cell.project(x), 0, 1)  # [seq, batch, G*H]
+    return scan_projected(cell, jnp.swapaxes(cell.project(x), 0, 1), mask=mask, carry=carry,
+                          reverse=reverse, unroll=unroll, keep=keep)
+
+
+def project_tokens(cell: _Cell, embedding: jax.Array, tokens: jax.Array) -> jax.Array:
+    """``cell.project(embedding[tokens])``, time-major ``[seq, batch, G*H]``, computed as a
+    gather from the projected table ``cell.project(embedding) [vocab, G*H]`` (``project``
+    works row by row, so the two are equal). For a small vocabulary this replaces the
+    ``[batch*seq, in] x [in, G*H]`` matmul (and its two backward matmuls) by a gather (and
+    a scatter-add of ``[batch*seq, G*H]`` rows). ``tokens: int [batch, seq]``."""
+    return jnp.take(*lookup_tokens(cell, embedding, tokens), axis=0)
+
+
+def lookup_tokens(cell: _Cell, embedding: jax.Array, tokens: jax.Array):
+    """``(table [vocab, G*H], tokens.T [seq, batch])``: :func:`project_tokens` before its
+    gather, which :func:`scan_projected` does step by step inside the loop when it can."""
+    return cell.project(embedding), tokens.T
+
+
+def scan_projected(cell: _Cell, projected: jax.Array, *, mask: jax.Array | None = None,
+                   carry: Carry | None = None, reverse: bool = False, unroll: int = 1,
+                   keep: jax.Array | None = None) -> tuple[jax.Array, Carry]:
+    """:func:`scan_cell` from time-major projected inputs ``[seq, batch, G*H]`` (the
+    output of ``cell.project``) or a pair ``(table, tokens)`` from :func:`lookup_tokens`
+    (the unmasked hidden-linear scan then reads ``table[tokens[t]]`` inside its loop, never
+    materialising the ``[seq, batch, G*H]`` inputs); returns
+    ``(outputs [batch, seq, hidden], final_carry)``."""
+    table = None
+    if isinstance(projected, tuple):
+        table, projected = projected
+        if mask is not None or not cell.hidden_linear:
+            projected, table = jnp.take(table, projected, axis=0), None
+    batch, dtype = projected.shape[1], projected.dtype if table is None else table.dtype
+    carry = cell.initial_carry(batch, dtype) if carry is None else carry
     w_h, step, output = cell.weights(), cell.step, cell.output
 
     def body(c, xp):
@@ -69,7 +102,7 @@ def scan_cell(cell: _Cell, x: jax.Array, *, mask: jax.Array | None = None,
 
     if mask is None and cell.hidden_linear:
         xs = projected[::-1] if reverse else projected
-        carry, outputs = _scan_hidden_linear(cell, w_h, carry, xs, keep)
+        carry, outputs = _scan_hidden_linear(cell, w_h, carry, xs, keep, table)
         outputs = outputs[::-1] if reverse else outputs
     elif mask is None:
         carry, outputs = jax.lax.scan(body, carry, projected, reverse=reverse, unroll=unroll)
@@ -81,7 +114,7 @@ def scan_cell(cell: _Cell, x: jax.Array, *, mask: jax.Array | None = None,
 
 
 def _scan_hidden_linear(cell, w_h: jax.Array, carry: Carry, xs: jax.Array,
-                        keep: jax.Array | None = None):
+                        keep: jax.Array | None = None, table: jax.Array | None = None):
     """``lax.scan`` of a cell whose step is ``activate(carry, x_t + output(carry) @ w_h)``
     (vanilla RNN, LSTM), with a hand-written backward pass. With a recurrent-dropout mask
     ``keep [batch, H]`` the matmul reads ``(output(carry) * keep) @ w_h`` instead.
@@ -90,42 +123,53 @@ def _scan_hidden_linear(cell, w_h: jax.Array, carry: Carry, xs: jax.Array,
     the backward loop (a read-modify-write of the whole ``[H, G*H]`` matrix per step); here
     the loop only carries ``d carry`` and the weight gradient is one matmul over all steps
     afterwards, ``H_prev^T dPre`` (the batching PyTorch/cuDNN's LSTM backward also does).
-    ``xs: [seq, batch, G*H]``; returns ``(final carry, outputs [seq, batch, H])``.
+    The step's own derivative is the cell's ``activate_backward`` (hand-written for the
+    LSTM) from the residuals its ``activate_residuals`` saved; ``h_{t-1}`` is not saved but
+    read from the outputs shifted by one step.
+    ``xs: [seq, batch, G*H]``, or int ``[seq, batch]`` rows of ``table [vocab, G*H]``;
+    returns ``(final carry, outputs [seq, batch, H])``.
     """
-    activate, output = cell.activate, cell.output
+    output = cell.output
 
-    def forward(w_h, carry, xs, keep):
+    def forward(w_h, carry, xs, keep, table):
         def body(c, x):
-            pre = x + _kept(output(c), keep) @ w_h
-            new = activate(c, pre)
-            return new, (output(new), c, pre)
+            x = x if table is None else jnp.take(table, x, axis=0)
+            new, res = cell.activate_residuals(c, x + _kept(output(c), keep) @ w_h)
+            return new, (output(new), res)
 
-        final, (outputs, previous, pres) = jax.lax.scan(body, carry, xs)
-        return (final, outputs), (w_h, previous, pres, keep)
+        final, (outputs, res) = jax.lax.scan(body, carry, xs)
+        return (final, outputs), (w_h, output(carry), outputs, res, keep,
+                                  None if table is None else (xs, table.shape))
 
     def backward(residuals, cotangents):
-        w_h, previous, pres, keep = residuals
+        w_h, h_first, outputs, res, keep, lookup = residuals
         d_final, d_outputs = cotangents
+        w_t = w_h.T  # once, outside the loop
 
         def body(d_carry, inputs):
-            c_prev, pre, d_out = inputs
-            new, activate_vjp = jax.vjp(activate, c_prev, pre)
-            d_new = jax.tree.map(jnp.add, d_carry, jax.vjp(output, new)[1](d_out)[0])
-            d_prev, d_pre = activate_vjp(d_new)
-            d_h = jax.vjp(output, c_prev)[1](_kept(d_pre @ w_h.T, keep))[0]
+            r, d_out = inputs
+            # output() only selects part of the carry: its transpose needs no primal value.
+            d_new = jax.tree.map(jnp.add, d_carry, jax.vjp(output, d_carry)[1](d_out)[0])
+            d_prev, d_pre = cell.activate_backward(r, d_new)
+            d_h = jax.vjp(output, d_prev)[1](_kept(d_pre @ w_t, keep))[0]
             return jax.tree.map(jnp.add, d_prev, d_h), d_pre
 
-        d_carry, d_pres = jax.lax.scan(body, d_final, (previous, pres, d_outputs), reverse=True)
-        d_w = jnp.einsum("tbh,tbg->hg", _kept(output(previous), keep), d_pres)
+        d_carry, d_pres = jax.lax.scan(body, d_final, (res, d_outputs), reverse=True)
+        h_prev = jnp.concatenate([h_first[None], outputs[:-1]], axis=0)
+        d_w = jnp.einsum("tbh,tbg->hg", _kept(h_prev, keep), d_pres)
         d_keep = None if keep is None else jnp.zeros_like(keep)  # a sampled constant
-        return d_w, d_carry, d_pres, d_keep
+        if lookup is None:
+            return d_w, d_carry, d_pres, d_keep, None
+        tokens, shape = lookup  # the gather's transpose: a scatter-add of the rows
+        d_table = jnp.zeros(shape, d_pres.dtype).at[tokens].add(d_pres)
+        return d_w, d_carry, None, d_keep, d_table
 
     @jax.custom_vjp
-    def run(w_h, carry, xs, keep):
-        return forward(w_h, carry, xs, keep)[0]
+    def run(w_h, carry, xs, keep, table):
+        return forward(w_h, carry, xs, keep, table)[0]
 
     run.defvjp(forward, backward)
-    return run(w_h, carry, xs, keep)
+    return run(w_h, carry, xs, keep, table)
 
 
 class RecurrentLayer(nnx.Module):
@@ -150,28 +194,38 @@ class RecurrentLayer(nnx.Module):
                               if bidirectional else None)
         self.out_features = hidden * (2 if bidirectional else 1)
 
-    def _run(self, cell, x, direction: int, dropout_key, **kwargs):
-        keep = None
+    def _run(self, cell, x, direction: int, dropout_key, embedding=None, **kwargs):
+        keep = input_keep = None
+        batch = x.shape[0]
         if dropout_key is not None and (self.dropout or self.recurrent_dropout):
             input_keep, keep = variational_masks(
-                jax.random.fold_in(dropout_key, direction), x.shape[0], self.in_features,
+                jax.random.fold_in(dropout_key, direction), batch, self.in_features,
                 self.hidden, dropout=self.dropout, recurrent_dropout=self.recurrent_dropout,
-                dtype=x.dtype)
-            x = x if input_keep is None else x * input_keep[:, None, :]
+                dtype=x.dtype if embedding is None else embedding.dtype)
+        if embedding is not None and input_keep is None and embedding.shape[0] <= x.size:
+            return scan_projected(cell, lookup_tokens(cell, embedding, x), unroll=self.unroll,
+                                  keep=keep, **kwargs)
+        if embedding is not None:
+            x = jnp.take(embedding, x, axis=0)
+        x = x if input_keep is None else x * input_keep[:, None, :]
         return scan_cell(cell, x, unroll=self.unroll, keep=keep, **kwargs)
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
-                 carry: Carry | None = None,
-                 dropout_key: jax.Array | None = None) -> tuple[jax.Array, Carry]:
+                 carry: Carry | None = None, dropout_key: jax.Array | None = None,
+                 embedding: jax.Array | None = None) -> tuple[jax.Array, Carry]:
         """Returns ``(outputs, final_carry)``; ``carry``/final carry are the forward cell's
         (a tuple ``(forward, backward)`` when bidirectional). ``dropout_key`` (training)
-        draws the variational dropout masks; None (evaluation) applies none."""
+        draws the variational dropout masks; None (evaluation) applies none.
+        ``embedding [vocab, in]``: ``x`` is then int tokens ``[batch, seq]`` whose inputs
+        are the embedding's rows; without input dropout and when ``vocab <= batch * seq``
+        they are projected through the table (:func:`project_tokens`)."""
         if self.backward_cell is None:
-            return self._run(self.forward_cell, x, 0, dropout_key, mask=mask, carry=carry)
+            return self._run(self.forward_cell, x, 0, dropout_key, embedding, mask=mask,
+                             carry=carry)
         fwd_carry, bwd_carry = carry if carry is not None else (None, None)
-        fwd, fwd_carry = self._run(self.forward_cell, x, 0, dropout_key, mask=mask,
+        fwd, fwd_carry = self._run(self.forward_cell, x, 0, dropout_key, embedding, mask=mask,
                                    carry=fwd_carry)
-        bwd, bwd_carry = self._run(self.backward_cell, x, 1, dropout_key, mask=mask,
+        bwd, bwd_carry = self._run(self.backward_cell, x, 1, dropout_key, embedding, mask=mask,
                                    carry=bwd_carry, reverse=True)
         return jnp.concatenate([fwd, bwd], axis=-1), (fwd_carry, bwd_carry)
 
@@ -197,12 +251,14 @@ class StackedRNN(nnx.Module):
         self.out_features = in_features
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
-                 carries: Sequence[Carry] | None = None,
-                 dropout_key: jax.Array | None = None) -> tuple[jax.Array, list[Carry]]:
+                 carries: Sequence[Carry] | None = None, dropout_key: jax.Array | None = None,
+                 embedding: jax.Array | None = None) -> tuple[jax.Array, list[Carry]]:
+        """``embedding``: ``x`` is int tokens, embedded for the first layer (see
+        :meth:`RecurrentLayer.__call__`)."""
         finals = []
         for i, layer in enumerate(self.layers):
             key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
             x, final = layer(x, mask=mask, carry=None if carries is None else carries[i],
-                             dropout_key=key)
+                             dropout_key=key, embedding=embedding if i == 0 else None)
             finals.append(final)
         return x, finals

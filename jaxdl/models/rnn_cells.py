@@ -82,6 +82,17 @@ class _Cell(nnx.Module):
     def output(carry: Carry) -> jax.Array:
         return carry
 
+    @classmethod
+    def activate_residuals(cls, carry: Carry, pre: jax.Array) -> tuple[Carry, Any]:
+        """``activate`` plus what :meth:`activate_backward` needs (hidden-linear cells)."""
+        return cls.activate(carry, pre), (carry, pre)
+
+    @classmethod
+    def activate_backward(cls, residuals: Any, d_new: Carry) -> tuple[Carry, jax.Array]:
+        """Cotangents ``(d carry_{t-1}, d pre_t)`` of ``activate`` from ``d carry_t``; by
+        default autodiff of ``activate`` (recomputed from the saved ``(carry, pre)``)."""
+        return jax.vjp(cls.activate, *residuals)[1](d_new)
+
     def __call__(self, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
         """One time step: ``x: [batch, in]`` -> ``(new_carry, h: [batch, hidden])``."""
         carry = self.step(self.weights(), carry, self.project(x))
@@ -123,11 +134,41 @@ class LSTMCell(_Cell):
         return carry[0]
 
     @staticmethod
-    def activate(carry: Carry, pre: jax.Array) -> Carry:
+    def gate_values(pre: jax.Array) -> jax.Array:
+        """``pre [..., 4H] -> [..., 4, H]``: ``s(i), s(f), tanh(g), s(o)``, all four from one
+        ``tanh`` over the whole block, ``s(x) = (1 + tanh(x / 2)) / 2``. On XLA:CPU this ran
+        ~5x faster than a sigmoid or tanh per gate slice (``experiments.bench.rnn``)."""
+        a = pre.reshape(*pre.shape[:-1], 4, pre.shape[-1] // 4)
+        half = jnp.asarray([[0.5], [0.5], [1.0], [0.5]], a.dtype)  # scale per gate
+        return jnp.tanh(a * half) * half + (1.0 - half)
+
+    @classmethod
+    def activate(cls, carry: Carry, pre: jax.Array) -> Carry:
         """The new carry from the old one and the gates' pre-activations ``[batch, 4H]``."""
-        i, f, g, o = jnp.split(pre, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
-        return jax.nn.sigmoid(o) * jnp.tanh(c), c
+        return cls.activate_residuals(carry, pre)[0]
+
+    @classmethod
+    def activate_residuals(cls, carry: Carry, pre: jax.Array):
+        """``activate`` and the residuals ``(gates [batch, 4, H], c_{t-1}, tanh(c_t))``."""
+        a = cls.gate_values(pre)
+        i, f, g, o = a[..., 0, :], a[..., 1, :], a[..., 2, :], a[..., 3, :]
+        c = f * carry[1] + i * g
+        tanh_c = jnp.tanh(c)
+        return (o * tanh_c, c), (a, carry[1], tanh_c)
+
+    @staticmethod
+    def activate_backward(residuals, d_new: Carry):
+        """Hand-written LSTM backward of one step (only multiplies and adds):
+        ``dc = dc_t + dh_t s(o) (1 - tanh^2 c_t)``, ``d pre = [dc g s'(i), dc c_{t-1} s'(f),
+        dc s(i) tanh'(g), dh_t tanh(c_t) s'(o)]``, ``dc_{t-1} = dc s(f)``; ``dh_{t-1}`` gets
+        nothing here (it comes through the recurrent matmul)."""
+        a, c_prev, tanh_c = residuals
+        dh, dc = d_new
+        i, f, g, o = a[..., 0, :], a[..., 1, :], a[..., 2, :], a[..., 3, :]
+        dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+        d_pre = jnp.stack([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                           dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)], axis=-2)
+        return (jnp.zeros_like(dh), dc * f), d_pre.reshape(*d_pre.shape[:-2], -1)
 
     @classmethod
     def step(cls, w_h: jax.Array, carry: Carry, xp: jax.Array,

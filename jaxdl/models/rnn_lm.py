@@ -95,8 +95,8 @@ class RNNLanguageModel(nnx.Module):
     def logits_and_carries(self, tokens: jax.Array, *, mask=None, carries=None,
                            dropout_key: jax.Array | None = None):
         """``tokens [batch, seq]`` -> ``(logits [batch, seq, vocab], per-layer final carries)``."""
-        h, finals = self.rnn(self.embed(tokens), mask=mask, carries=carries,
-                             dropout_key=dropout_key)
+        h, finals = self.rnn(tokens, mask=mask, carries=carries, dropout_key=dropout_key,
+                             embedding=self.embed.embedding[...])
         return self.head(h), finals
 
     def generate(self, prompt: jax.Array, num_tokens: int, key: jax.Array, *,
