@@ -10,10 +10,12 @@ small CNN's PyTorch twin gets the JAX initial weights (kernels transposed HWIO -
 dense rows permuted from NHWC to NCHW flattening order), so the first losses must agree;
 the ResNet twin keeps PyTorch's default initialization (timing does not depend on values).
 
-Investigation rows (where the time goes): the JAX forward pass alone; the small CNN written
-directly with ``lax.conv_general_dilated`` in NHWC/HWIO and in NCHW/OIHW layout; the same
-with max-pooling as ``lax.reduce_window`` (whose backward, ``select_and_scatter``, was the
-largest single cost of the step on this CPU: ~6x slower than a reshape-and-max pool, which
+Investigation rows (where the time goes): the JAX forward pass alone; ``jax lax conv``, the
+same model with ``CurvatureConv``'s fast convolution switched off (plain
+``lax.conv_general_dilated``, the code before ``jaxdl.models.conv_fast``); the small CNN
+written directly with ``lax.conv_general_dilated`` in NHWC/HWIO and in NCHW/OIHW layout; the
+same with max-pooling as ``lax.reduce_window`` (whose backward, ``select_and_scatter``, was
+the largest single cost of the step on this CPU: ~6x slower than a reshape-and-max pool, which
 ``jaxdl.models.conv.max_pool`` now uses); PyTorch with ``channels_last``. XLA's FLOP
 count (``cost_analysis``) gives GFLOP/s.
 
@@ -28,6 +30,25 @@ max-pool change; the goal of <= 1.0x is not reached), ResNet-18/32x32 2.31x. The
 pass is only 15-16% of the JAX step and alone runs at 0.28-0.32x PyTorch's whole step, so
 the gap is in the backward convolutions; NCHW layout is slower than NHWC in XLA:CPU
 (3.08x vs 1.52x for the lax-written CNN); an im2col-matmul weight gradient was no faster.
+
+Measured 2026-12-01 (``--rounds 7 --steps 4 --cases cnn``, load average 9-10 on the 2
+cores from other jobs, so single figures move by +-0.3 between runs): small CNN **1.25x**
+PyTorch with ``jaxdl.models.conv_fast`` vs **2.02x** for the same model with plain ``lax``
+convolutions (``jax lax conv``) in the same run: the step is ~0.6x what it was. A rerun
+at 00:37 UTC on a quieter machine (load average 5-6, ``--rounds 5 --steps 4 --cases cnn``):
+**1.08x** (104 ms/step) vs **1.35x** (131 ms) with plain ``lax``, PyTorch 100 ms. (With only
+the first layer's patch-matmul weight gradient, before the chunked one: 1.57x vs 1.77x.)
+The XLA profile of the old step (``jax.profiler.trace``) had ~35% of the op time in the
+second conv's weight-gradient convolution (a YNNPACK fusion, ~3x PyTorch's
+``convolution_backward`` for the weight) and ~9% in the first conv's; splitting the batch
+into chunks of 4 examples made the second 2-3x faster, a patch matmul the first ~3x.
+Tried and slower for the 32-channel layer: patches + matmul (strided slices, flat-row
+slices, transposed layout, gather, nine per-tap matmuls) and a convolution with the batch
+as contraction; the input gradient as a forward convolution with the flipped kernel made no
+measurable difference; the ``xla_cpu_experimental_{xnn,ynn}_fusion_type`` and oneDNN flags
+did not help. ResNet-18/32x32 (unchanged: its layers are plain ``nnx.Conv``), measured
+under load average 12 alongside these experiments: 4.43x (``--rounds 3 --steps 3``), not
+comparable with the 2.31x above. The goal of <= 1.0x is not reached on this loaded machine.
 """
 
 from __future__ import annotations
@@ -267,6 +288,13 @@ def bench_case(case: str, rounds: int, steps: int) -> dict:
         graphdef, jax.tree.map(jnp.copy, params), state, x, y)
     runs = {"jax": jax_run, "jax forward only": jax_forward}
     if case == "cnn":
+        # The same model with CurvatureConv's fast convolution switched off (plain lax).
+        plain = MODELS.build(section, field="model", input_shape=shape, num_classes=10,
+                             rngs=nnx.Rngs(0))
+        for conv in plain.convs:
+            conv.conv_general_dilated = jax.lax.conv_general_dilated
+        pg, pp, ps = functional.split_model(plain)
+        runs["jax lax conv"] = jax_stepper(pg, pp, ps, x, y)[0]
         runs["jax lax NHWC"] = lax_cnn_stepper(params, x, y, "NHWC")
         runs["jax lax NCHW"] = lax_cnn_stepper(params, x, y, "NCHW")
         runs["jax lax NHWC rw-pool"] = lax_cnn_stepper(params, x, y, "NHWC", "reduce_window")
@@ -312,6 +340,7 @@ def main(argv=None) -> dict:
             result["times"]["jax forward only"] / jax_step, 3)
         summary[f"{case}_gflops_per_s"] = round(result["flops"] / jax_step / 1e9, 2)
         if case == "cnn":
+            summary["cnn_lax_conv_over_torch"] = round(result["ratios"]["jax lax conv"], 3)
             summary["cnn_lax_nchw_over_torch"] = round(result["ratios"]["jax lax NCHW"], 3)
             summary["cnn_lax_nhwc_over_torch"] = round(result["ratios"]["jax lax NHWC"], 3)
             summary["cnn_reduce_window_pool_over_torch"] = round(
