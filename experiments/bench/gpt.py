@@ -19,25 +19,58 @@ compile time of a scanned GPT with 24 layers over one with 4 (median of interlea
 Last line: one JSON object with ``gpt_f32_over_torch``, ``gpt_bf16_over_torch_f32``,
 ``blockwise_temp_memory_ratio``, ``scan_compile_24_over_4`` and the raw figures.
 
-Measured 2026-11-30 (jax 0.10.2, torch 2.13.0 CPU) on the 2-core machine shared with three
-other engineers' jobs (load average 8-10, so absolute times are 2-4x the idle figures):
-``--rounds 4 --steps 2 --compile-pairs 2`` gave f32 / torch 1.50, bf16 / torch 1.64 (goals
-1.0 and 0.5: NOT met), blockwise temp memory ratio 0.0145 (45 MiB vs 3088 MiB; goal 1/8:
-met), scanned compile 24 / 4 layers 0.83 (12.2 s vs 14.8 s, i.e. equal within noise; goal
-1.3: met). The first-step losses of both frameworks agree (4.74109), so the models match.
+Measured 2026-11-30/12-01 (jax 0.10.2, torch 2.13.0 CPU) on the 2-core machine shared with
+three other engineers' jobs (load average 7-10 for most of the session: times 3-8x the
+idle figures; compare the ratios). Besides wall-clock ratios the bench prints CPU-time ratios
+(``time.process_time``, all threads), which a loaded machine disturbs much less.
 
-Where the time goes (same process, interleaved, loaded machine): forward loss 2.1 s,
-forward + backward 7.4 s (backward 2.5x the forward where 2x is the FLOP ratio), full step
-7.6 s (AdamW and the rest are small). The attention core alone (4 layers, forward +
-backward, [16 x 4] batched 256x64x256 matmuls) takes 2.0 s, about 27% of the step for 14%
-of its FLOPs: XLA:CPU runs these small batched matmuls at ~6 GFLOP/s, while the dense
-projections' matmuls reach ~75% of the measured float32 peak. PyTorch's fused CPU
-``scaled_dot_product_attention`` is where most of its lead comes from. Tried and not
-faster: ``jax.nn.dot_product_attention`` (XLA path), our blockwise kernel at block 128 or
-256 (1.03-1.14x the naive step). Putting [batch, heads] first before the attention einsums
-halved the attention forward. Under this load the bf16 x bf16 -> f32 matmul peak measured
-only 20-29 GFLOP/s (below float32's 32-39), so the bf16 step was not faster either; both
-need re-measuring on an idle machine.
+Before this round (issue 7, first pass): ``--rounds 4 --steps 2 --compile-pairs 2`` gave f32 /
+torch 1.50, bf16 / torch 1.64. After it, same command at load 8-10 (00:14 UTC, with tests
+running alongside): f32 / torch 1.40 (CPU time 1.34), bf16 / torch 1.65 (CPU 1.55): goals 1.0
+and 0.5 NOT met; blockwise temp memory ratio 0.022 (44.8 MiB vs 2056 MiB: the naive path now
+keeps less; goal 1/8 met), scanned compile 24 / 4 layers 1.06 (25.1 s vs 23.6 s; goal 1.3
+met). An interleaved same-process A/B of the old and new step (a scratch script compiling the
+step with the fast paths patched out; 6 rounds, 1 step each) gave old 1.51 -> new 1.24 wall
+(CPU time 1.54 -> 1.22); pinned to one core (``taskset -c 1``, ``OMP_NUM_THREADS=1``) CPU time
+1.65 (old) -> 1.47 (fused attention only) -> 1.27 (changes 1 and 2 below). With change 3 too
+(00:32 UTC, load 9-10, tests running alongside, 5 rounds): CPU time / torch 1.53 (old) -> 1.23
+(1 + 2) -> 1.16 (all); wall ratios that run were too noisy to use (0.7-2.3 per round). XLA
+step FLOPs 91.7 -> 88.4 G. First-step losses still agree (4.74109). The bench run quoted above
+predates change 3.
+
+Quiet machine at the end (00:44 UTC, load average 0.7-1.3), same command, all changes: f32 /
+torch 1.17 (CPU time 1.23; 1083 vs 960 ms, 81.6 vs 92.1 GFLOP/s), bf16 / torch 1.38 (CPU
+1.40): goals 1.0 and 0.5 still NOT met; matmul peaks float32 169, bf16 -> f32 101 GFLOP/s;
+blockwise temp memory ratio 0.0345 (44.8 vs 1296 MiB; met); scanned compile 24 / 4 layers 0.95
+(3.1 vs 3.3 s; met).
+
+What changed (profiled with ``jax.profiler.trace`` single-threaded, per-op minimum of 4
+steps): (1) the weight gradients ``dW = x^T dy`` of every Linear were dots with both operands
+transposed, which XLA:CPU runs with Eigen instead of YNNPACK at 14-25 GFLOP/s against 35-50
+for the other matmuls: 1.4 s of a 3.5 s step. :mod:`jaxdl.models.fast_linear` gives the
+Linear layers a ``dot_general`` with a custom VJP that transposes the narrower operand
+behind an optimisation barrier so the dot is a plain row-major matmul (XLA:CPU 2-D
+transposes cost ~2.5 ns/element, so ``x [4096, 1024]`` is never transposed). (2) The
+attention core: :mod:`jaxdl.models.fused_attention` (custom VJP, FlashAttention's backward
+equations without tiling, mask applied once as an additive bias) replaces autodiff of the
+softmax and mask ``select``; alone 2.7x faster than autodiff for forward + backward (one
+layer's core, [16, 256, 4, 64]: 962 -> 361 ms at load 4; PyTorch's fused SDPA 191 ms).
+(3) Causal masks: the first half of the queries runs against only the first half of the keys
+(plus the offset), skipping a quarter of the score matrix, exactly (``causal_offset``).
+
+Where the rest goes (one core, per-op minimum): the dense matmuls run at 35-55 GFLOP/s;
+the attention core's batched 256x64x256 matmuls at 27-35 (PyTorch's SDPA skips the whole
+masked half of the causal scores; we skip a quarter); GELU, LayerNorm and the bias
+gradient reductions ~0.4 s. Tried and not faster (per-compile ``compiler_options``, with
+fused attention): ``xla_cpu_experimental_ynn_fusion_type`` = DOT only (wall / torch 1.44 vs
+1.58 default in one run, CPU time 1.44 vs 1.34 in the next: no consistent gain),
+INDIVIDUAL_DOT (1.71) or none (1.72); transposing ``x`` for ``dW`` whatever its width (XLA
+fuses GELU's last multiply into the strided [4096, 1024] transpose: 90-130 ms each);
+earlier: ``jax.nn.dot_product_attention`` (XLA path), the blockwise kernel at block 128 or
+256 (1.03-1.14x the naive step). bfloat16: this CPU has no bf16 hardware; its bf16 x bf16 ->
+f32 matmul peak (98 GFLOP/s idle, the lead's measurement; 16.6 here under load) is below
+float32's (150; 26.8 here), so the bf16 step cannot be 2x faster than PyTorch float32 here:
+the 0.5 goal assumed an AMX CPU's 342 GFLOP/s.
 """
 
 from __future__ import annotations
@@ -211,7 +244,7 @@ def main() -> None:
         flops = flops or compiled.cost_analysis()["flops"]
         state, metrics = compiled(state, placed)
         first_loss = float(metrics["loss"])
-        runs[name] = {"step": compiled, "state": state, "batch": placed, "times": []}
+        runs[name] = {"step": compiled, "state": state, "batch": placed, "times": [], "cpu": []}
         if name == "jax float32":
             torch_step = torch_stepper(jax.device_get(experiment.init_state().params),
                                        experiment.dataset.num_classes, batch,
@@ -220,36 +253,39 @@ def main() -> None:
             print(f"first-step loss on the same batch and weights: jax {first_loss:.5f}, "
                   f"torch {torch_loss:.5f}")
 
-    def time_jax(run):
-        start = time.perf_counter()
+    def timed(step, out):
+        """Wall and CPU (process, all threads) seconds per step, appended to ``out``."""
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(args.steps):
+            jax.block_until_ready(step())
+        out["times"].append((time.perf_counter() - start) / args.steps)
+        out["cpu"].append((time.process_time() - cpu) / args.steps)
+
+    def jax_step(run):
+        def step():
             run["state"], metrics = run["step"](run["state"], run["batch"])
-        jax.block_until_ready(metrics)
-        return (time.perf_counter() - start) / args.steps
+            return metrics
+        return step
 
-    def time_torch():
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            torch_step()
-        return (time.perf_counter() - start) / args.steps
-
-    torch_times = []
+    torch_run = {"times": [], "cpu": []}
     for _ in range(args.rounds):
         for run in runs.values():
-            run["times"].append(time_jax(run))
-        torch_times.append(time_torch())
+            timed(jax_step(run), run)
+        timed(torch_step, torch_run)
+    torch_times = torch_run["times"]
 
-    def ratio(times):
-        return statistics.median(a / b for a, b in zip(times, torch_times))
+    def ratio(times, base=torch_times):
+        return statistics.median(a / b for a, b in zip(times, base))
 
-    rows = [(name, run["times"]) for name, run in runs.items()] + [("torch eager float32",
-                                                                   torch_times)]
-    print(f"{'step':22s} {'ms/step':>9s} {'GFLOP/s':>8s} {'of peak':>11s} {'/ torch':>8s}")
-    for name, times in rows:
-        ms = statistics.median(times)
+    rows = [(name, run) for name, run in runs.items()] + [("torch eager float32", torch_run)]
+    print(f"{'step':22s} {'ms/step':>9s} {'GFLOP/s':>8s} {'of peak':>8s} {'/ torch':>8s} "
+          f"{'CPU-time / torch':>17s}")
+    for name, run in rows:
+        ms = statistics.median(run["times"])
         gflops = flops / ms / 1e9
         peak = peak_bf16 if "bf16" in name else peak_f32
-        print(f"{name:22s} {1e3 * ms:9.1f} {gflops:8.1f} {gflops / peak:11.2f} {ratio(times):8.2f}")
+        print(f"{name:22s} {1e3 * ms:9.1f} {gflops:8.1f} {gflops / peak:8.2f} "
+              f"{ratio(run['times']):8.2f} {ratio(run['cpu'], torch_run['cpu']):17.2f}")
     print(f"matmul peak 2048^2: float32 {peak_f32:.1f} GFLOP/s, bf16->f32 {peak_bf16:.1f} GFLOP/s;"
           f" step FLOPs (XLA) {flops / 1e9:.1f} G")
 
@@ -264,9 +300,12 @@ def main() -> None:
     print(json.dumps({
         "gpt_f32_over_torch": round(ratio(f32), 3),
         "gpt_bf16_over_torch_f32": round(ratio(bf16), 3),
+        "cpu_time_over_torch": {name: round(ratio(run["cpu"], torch_run["cpu"]), 3)
+                                for name, run in runs.items()},
         "blockwise_temp_memory_ratio": round(blockwise / naive, 4),
         "scan_compile_24_over_4": round(compile_ratio, 3),
-        "ms_per_step": {name: round(1e3 * statistics.median(t), 1) for name, t in rows},
+        "ms_per_step": {name: round(1e3 * statistics.median(run["times"]), 1)
+                        for name, run in rows},
         "gflops_per_step": round(flops / 1e9, 2),
         "matmul_peak_gflops": {"float32": round(peak_f32, 1), "bf16_f32acc": round(peak_bf16, 1)},
     }))

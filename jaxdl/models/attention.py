@@ -27,6 +27,8 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.models import efficient_attention as efficient
+from jaxdl.models import fast_linear
+from jaxdl.models import fused_attention as fused
 from jaxdl.models.dropout import dropout_mask
 from jaxdl.models.positional import alibi_bias, alibi_slopes, apply_rope
 
@@ -127,7 +129,9 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, implementation: str = "n
            dropout_rate: float = 0.0, dropout_key: jax.Array | None = None):
     """Attention by any implementation, with one mask vocabulary (see :func:`make_mask`).
 
-    ``implementation``: "naive" (:func:`dot_product_attention`), "blockwise" (FlashAttention
+    ``implementation``: "naive" (the ``[q_len, k_len]`` matrix materialised: without attention
+    dropout :func:`fused.fused_attention`, the same function with a hand-written backward
+    pass; with it :func:`dot_product_attention`), "blockwise" (FlashAttention
     in pure JAX, :func:`efficient.blockwise_attention`), "xla" (``jax.nn.dot_product_attention``,
     cuDNN on GPUs that support the case), "linear" (kernel-feature attention; ``causal`` and
     ``key_mask`` only). ``alibi`` adds ALiBi's per-head distance bias. ``return_weights``
@@ -167,8 +171,16 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, implementation: str = "n
                      q_offset=q_offset, block_layout=block_layout,
                      block_size=(min(block_size, tq), min(block_size, tk)),
                      global_tokens=global_tokens) if needs_mask else None
-    return dot_product_attention(q, k, v, mask=mask, bias=bias, return_weights=return_weights,
-                                 dropout_rate=dropout_rate, dropout_key=dropout_key)
+    if dropout_key is not None and dropout_rate > 0.0:
+        return dot_product_attention(q, k, v, mask=mask, bias=bias,
+                                     return_weights=return_weights,
+                                     dropout_rate=dropout_rate, dropout_key=dropout_key)
+    # the same function through a hand-written backward pass (faster on CPU; see the module)
+    # causal masks: skip the keys the first half of the queries never sees (exact)
+    exact_split = (causal and isinstance(q_offset, int) and q_offset >= 0
+                   and key_mask is None and block_layout is None)  # static offsets only
+    return fused.fused_attention(q, k, v, mask=mask, bias=bias, return_weights=return_weights,
+                                 causal_offset=q_offset if exact_split else None)
 
 
 def _check_global_tokens(global_tokens) -> int:
@@ -291,12 +303,14 @@ class MultiHeadAttention(nnx.Module):
 
 
 def _dense_factory(compute_dtype, rngs: nnx.Rngs):
-    """``nnx.Linear`` builder: float32 params; bfloat16 operands accumulate in float32."""
+    """``nnx.Linear`` builder: float32 params; bfloat16 operands accumulate in float32; the
+    matmul's backward pass is :func:`fast_linear.dense_dot_general`'s (same values)."""
     low = jnp.dtype(compute_dtype) != jnp.float32
 
     def dense(n_in: int, n_out: int) -> nnx.Linear:
         return nnx.Linear(n_in, n_out, dtype=compute_dtype if low else None,
-                          preferred_element_type=jnp.float32 if low else None, rngs=rngs)
+                          preferred_element_type=jnp.float32 if low else None, rngs=rngs,
+                          dot_general=fast_linear.dense_dot_general)
 
     return dense
 
