@@ -31,6 +31,13 @@ pass is only 15-16% of the JAX step and alone runs at 0.28-0.32x PyTorch's whole
 the gap is in the backward convolutions; NCHW layout is slower than NHWC in XLA:CPU
 (3.08x vs 1.52x for the lax-written CNN); an im2col-matmul weight gradient was no faster.
 
+Quiet machine, 2026-12-01 01:11 UTC (load ~1.5, nothing else running): ``--rounds 5
+--steps 4 --cases cnn``: **1.71x** (69.6 vs 40.3 ms; plain ``lax`` convs 2.19x);
+``--rounds 9 --steps 6``: **1.42x** (71.3 vs 53.2 ms; plain ``lax`` 1.82x). Our step is
+steady at ~70 ms (it was ~90 ms with ``lax`` convs); PyTorch's moves between 40 and 53 ms, and
+it gains more than we do when the machine is idle, so the loaded-machine ratios below
+flatter us. Goal (<= 1.0x) NOT met.
+
 Measured 2026-12-01 (``--rounds 7 --steps 4 --cases cnn``, load average 9-10 on the 2
 cores from other jobs, so single figures move by +-0.3 between runs): small CNN **1.25x**
 PyTorch with ``jaxdl.models.conv_fast`` vs **2.02x** for the same model with plain ``lax``

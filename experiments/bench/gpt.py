@@ -38,6 +38,15 @@ step with the fast paths patched out; 6 rounds, 1 step each) gave old 1.51 -> ne
 step FLOPs 91.7 -> 88.4 G. First-step losses still agree (4.74109). The bench run quoted above
 predates change 3.
 
+Both were first written as ``custom_vjp``s, which broke forward mode (Hessian-vector
+products, ``jax.linearize``) through every transformer; they are now ``custom_jvp``s whose
+tangents transpose into the same backward passes (attention gradients bit-identical, same
+speed in a same-process A/B: 52/47/57 vs 52/53/59 ms for one layer's core, Linear 117-139 vs
+117-136 ms). Quiet re-run after that (01:09 UTC, load ~1.5, same command): f32 / torch
+**1.20** (CPU time 1.22; 921 vs 765 ms, 95.9 vs 115.5 GFLOP/s), bf16 / torch 1.35; matmul
+peaks float32 180, bf16 -> f32 109 GFLOP/s; blockwise memory ratio 0.0344; compile 24 / 4
+layers 0.905 (2.7 vs 3.0 s).
+
 Quiet machine at the end (00:44 UTC, load average 0.7-1.3), same command, all changes: f32 /
 torch 1.17 (CPU time 1.23; 1083 vs 960 ms, 81.6 vs 92.1 GFLOP/s), bf16 / torch 1.38 (CPU
 1.40): goals 1.0 and 0.5 still NOT met; matmul peaks float32 169, bf16 -> f32 101 GFLOP/s;
@@ -48,11 +57,11 @@ What changed (profiled with ``jax.profiler.trace`` single-threaded, per-op minim
 steps): (1) the weight gradients ``dW = x^T dy`` of every Linear were dots with both operands
 transposed, which XLA:CPU runs with Eigen instead of YNNPACK at 14-25 GFLOP/s against 35-50
 for the other matmuls: 1.4 s of a 3.5 s step. :mod:`jaxdl.models.fast_linear` gives the
-Linear layers a ``dot_general`` with a custom VJP that transposes the narrower operand
-behind an optimisation barrier so the dot is a plain row-major matmul (XLA:CPU 2-D
+Linear layers a ``dot_general`` whose derivative transposes the narrower operand
+behind an optimisation barrier so the weight-gradient dot is a plain row-major matmul (XLA:CPU 2-D
 transposes cost ~2.5 ns/element, so ``x [4096, 1024]`` is never transposed). (2) The
-attention core: :mod:`jaxdl.models.fused_attention` (custom VJP, FlashAttention's backward
-equations without tiling, mask applied once as an additive bias) replaces autodiff of the
+attention core: :mod:`jaxdl.models.fused_attention` (FlashAttention's backward equations
+without tiling, mask applied once as an additive bias) replaces autodiff of the
 softmax and mask ``select``; alone 2.7x faster than autodiff for forward + backward (one
 layer's core, [16, 256, 4, 64]: 962 -> 361 ms at load 4; PyTorch's fused SDPA 191 ms).
 (3) Causal masks: the first half of the queries runs against only the first half of the keys

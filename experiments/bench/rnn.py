@@ -16,6 +16,10 @@ of ``--steps`` steps and report medians of the per-round ratios. ``OMP_WAIT_POLI
 is set before torch is imported. Last line: one JSON object with
 ``lstm_tokens_per_s_over_torch`` (goal >= 1.0) and ``ssm_parallel_speedup``.
 
+Quiet machine, 2026-12-01 01:12 UTC (load ~1.6, nothing else running): defaults: LSTM
+**1.08x** PyTorch (33,535 vs 30,200 tokens/s, per-round 0.94-1.16); ``--rounds 11``: **1.09x**
+(33,785 vs 31,324; per-round 1.02-1.14): goal (>= 1.0x) met. Parallel scan 0.51-0.54x.
+
 Measured 2026-12-01 00:10-00:32 UTC (jax 0.10.2, torch 2.13.0 CPU, 2 cores shared with three
 other jobs, load average 8-12; defaults): LSTM 0.85x PyTorch (11,144 vs 13,022 tokens/s, per-
 round ratios 0.51-1.06) and 0.87x with ``--rounds 11`` (13,443 vs 15,794; 0.73-0.94). In runs of
