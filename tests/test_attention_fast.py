@@ -155,8 +155,6 @@ def test_forward_mode_and_hessian_vector_products_match_autodiff():
     products (what ``jaxdl.autodiff.products`` and K-FAC's ``jax.linearize`` use) work and
     equal those of the plain autodiff path (``dot_product_attention`` + ``lax.dot_general``)."""
     b, t, h, d = 2, 6, 2, 8
-    mha_fast = MultiHeadAttention(h * d, h, rngs=nnx.Rngs(0))
-    graphdef, params = nnx.split(mha_fast)
     x = jax.random.normal(jax.random.key(1), (b, t, h * d))
     mask = make_mask(t, t, causal=True)
 
@@ -170,7 +168,6 @@ def test_forward_mode_and_hessian_vector_products_match_autodiff():
         y = dot(out.reshape(b, t, h * d), params[3], (((2,), (0,)), ((), ())))
         return jnp.sum(jnp.tanh(y) ** 2)
 
-    del graphdef
     keys = jax.random.split(jax.random.key(2), 8)
     weights = [jax.random.normal(keys[i], (h * d, h * d)) * 0.3 for i in range(4)]
     direction = [jax.random.normal(keys[4 + i], (h * d, h * d)) for i in range(4)]

@@ -48,9 +48,6 @@ def last_logged_step(workdir):
 def test_sigkill_at_an_arbitrary_step_then_resume_is_bit_identical(tmp_path):
     kill_after = random.Random().randrange(40, 240)
     print(f"killing after step {kill_after}")
-    # The uninterrupted reference run goes alongside (it shares nothing with the victim).
-    straight = subprocess.Popen(train_command(tmp_path / "straight"), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
     victim = subprocess.Popen(train_command(tmp_path / "killed"), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
@@ -66,8 +63,7 @@ def test_sigkill_at_an_arbitrary_step_then_resume_is_bit_identical(tmp_path):
 
     resumed_log = run_to_completion(tmp_path / "killed")
     assert "resumed from step" in resumed_log
-    _, straight_err = straight.communicate(timeout=600)
-    assert straight.returncode == 0, straight_err[-3000:]
+    run_to_completion(tmp_path / "straight")
 
     config = tiny_config(num_steps=NUM_STEPS)
     target = build_experiment(config).init_state()

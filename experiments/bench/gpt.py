@@ -47,7 +47,7 @@ speed in a same-process A/B: 52/47/57 vs 52/53/59 ms for one layer's core, Linea
 peaks float32 180, bf16 -> f32 109 GFLOP/s; blockwise memory ratio 0.0344; compile 24 / 4
 layers 0.905 (2.7 vs 3.0 s).
 
-Quiet machine at the end (00:44 UTC, load average 0.7-1.3), same command, all changes: f32 /
+Quiet machine, custom-VJP version (00:44 UTC, load 0.7-1.3), same command, all changes: f32 /
 torch 1.17 (CPU time 1.23; 1083 vs 960 ms, 81.6 vs 92.1 GFLOP/s), bf16 / torch 1.38 (CPU
 1.40): goals 1.0 and 0.5 still NOT met; matmul peaks float32 169, bf16 -> f32 101 GFLOP/s;
 blockwise temp memory ratio 0.0345 (44.8 vs 1296 MiB; met); scanned compile 24 / 4 layers 0.95

@@ -86,16 +86,15 @@ def _conv2d_jvp(padding, primals, tangents):
     y = conv2d(x, kernel, padding)
     y_dot = lax.conv_general_dilated(x_dot, kernel, (1, 1), padding, dimension_numbers=_NHWC)
     kh, kw, cin, cout = kernel.shape
+    n = x.shape[0]
     if cin > MAX_PATCH_IN_FEATURES:
         # Linear in kernel_dot, one convolution per chunk of examples: reverse mode
         # transposes it into one small weight-gradient convolution per chunk, summed.
-        n = x.shape[0]
         size = max(CHUNK_EXAMPLES, -(-n // MAX_CHUNKS))
         parts = [lax.conv_general_dilated(x[i:i + size], kernel_dot, (1, 1), padding,
                                           dimension_numbers=_NHWC) for i in range(0, n, size)]
         return y, y_dot + jnp.concatenate(parts, 0)
     pads = _explicit_padding(padding, x.shape, kernel.shape)
-    n = x.shape[0]
     hp, wp = x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1])
     # Linear in kernel_dot, with the patches as a constant: reverse mode transposes this
     # into dW = P @ g (g zero-padded to the padded grid), one [kh*kw*in, R] x [R, out].

@@ -32,7 +32,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-MASK_VALUE = -1e30  # finite: a fully masked row gives uniform weights, not NaN
+from jaxdl.models.efficient_attention import MASK_VALUE  # finite: no NaN rows
 
 
 def _grouped_bias(bias: jax.Array, b: int, hk: int, g: int, tq: int, tk: int) -> jax.Array:
@@ -53,18 +53,19 @@ def _core(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> j
     return _core_fwd(q, k, v, bias)[0]
 
 
-def _dot(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+def einsum_f32(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """einsum accumulating in float32 (bfloat16 operands stay bfloat16: the fast CPU path)."""
     return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
 
 
 def _core_fwd(q, k, v, bias):
-    logits = _dot("bhqd,bhkd->bhqk", q, k)
+    logits = einsum_f32("bhqd,bhkd->bhqk", q, k)
     if bias is not None:
         logits = logits + bias
     logits = logits - jnp.max(logits, axis=-1, keepdims=True)
     unnorm = jnp.exp(logits)
     probs = unnorm / jnp.sum(unnorm, axis=-1, keepdims=True)
-    out = _dot("bhqk,bhkd->bhqd", probs.astype(v.dtype), v)
+    out = einsum_f32("bhqk,bhkd->bhqd", probs.astype(v.dtype), v)
     return out.astype(q.dtype), (q, k, v, probs, out)
 
 
@@ -79,17 +80,18 @@ def _core_jvp(primals, tangents):
     q, k, v, bias = primals
     dq, dk, dv, _ = tangents  # the bias is a constant
     out, (*_, probs, out_f32) = _core_fwd(q, k, v, bias)
-    ds = _dot("bhqd,bhkd->bhqk", dq, k) + _dot("bhqd,bhkd->bhqk", q, dk)
+    ds = einsum_f32("bhqd,bhkd->bhqk", dq, k) + einsum_f32("bhqd,bhkd->bhqk", q, dk)
     e = probs * ds
-    d_out = (_dot("bhqk,bhkd->bhqd", e.astype(v.dtype), v)
+    d_out = (einsum_f32("bhqk,bhkd->bhqd", e.astype(v.dtype), v)
              - jnp.sum(e, axis=-1, keepdims=True) * out_f32
-             + _dot("bhqk,bhkd->bhqd", probs.astype(v.dtype), dv))
+             + einsum_f32("bhqk,bhkd->bhqd", probs.astype(v.dtype), dv))
     return out, d_out.astype(out.dtype)
 
 
 def _grouped(q, k, v, total, scale):
     """One ``_core`` call: ``q [b, tq, h, d]``, ``k, v [b, tk, hk, d]``, ``total`` (mask +
-    bias) ``[B?, H?, tq, tk]`` or None -> ``(out [b, tq, h, d], weights)``."""
+    bias) ``[B?, H?, tq, tk]`` or None -> its arguments ``(q [b, hk, g * tq, d]`` scaled,
+    ``k, v [b, hk, tk, d]``, the bias grouped to match ``)``."""
     b, tq, h, d = q.shape
     tk, hk = k.shape[1], k.shape[2]
     g = h // hk

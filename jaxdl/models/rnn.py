@@ -2,7 +2,7 @@
 (masking, reversal, variational dropout, a hand-written backward for the recurrent matmul),
 stacked and bidirectional. Shapes: ``x: [batch, seq, in]``, hidden ``[batch, hidden]``.
 Token inputs with an ``embedding`` table take their input projection from the projected
-table (:func:`project_tokens`: one gather instead of a matmul over every token).
+table (:func:`lookup_tokens`: one gather instead of a matmul over every token).
 
 The cells, their equations and the options (``layer_norm``, ``dropout``,
 ``recurrent_dropout``) are documented in :mod:`jaxdl.models.rnn_cells`; their names are
@@ -58,18 +58,13 @@ def scan_cell(cell: _Cell, x: jax.Array, *, mask: jax.Array | None = None,
                           reverse=reverse, unroll=unroll, keep=keep)
 
 
-def project_tokens(cell: _Cell, embedding: jax.Array, tokens: jax.Array) -> jax.Array:
-    """``cell.project(embedding[tokens])``, time-major ``[seq, batch, G*H]``, computed as a
-    gather from the projected table ``cell.project(embedding) [vocab, G*H]`` (``project``
-    works row by row, so the two are equal). For a small vocabulary this replaces the
-    ``[batch*seq, in] x [in, G*H]`` matmul (and its two backward matmuls) by a gather (and
-    a scatter-add of ``[batch*seq, G*H]`` rows). ``tokens: int [batch, seq]``."""
-    return jnp.take(*lookup_tokens(cell, embedding, tokens), axis=0)
-
-
 def lookup_tokens(cell: _Cell, embedding: jax.Array, tokens: jax.Array):
-    """``(table [vocab, G*H], tokens.T [seq, batch])``: :func:`project_tokens` before its
-    gather, which :func:`scan_projected` does step by step inside the loop when it can."""
+    """``(table [vocab, G*H], tokens.T [seq, batch])`` with ``table = cell.project(embedding)``:
+    ``table[tokens.T]`` equals ``cell.project(embedding[tokens])`` time-major (``project``
+    works row by row). For a small vocabulary the gather (and its scatter-add gradient)
+    replaces the ``[batch*seq, in] x [in, G*H]`` matmul and its two backward matmuls;
+    :func:`scan_projected` does it step by step inside the loop when it can.
+    ``tokens: int [batch, seq]``."""
     return cell.project(embedding), tokens.T
 
 
@@ -218,7 +213,7 @@ class RecurrentLayer(nnx.Module):
         draws the variational dropout masks; None (evaluation) applies none.
         ``embedding [vocab, in]``: ``x`` is then int tokens ``[batch, seq]`` whose inputs
         are the embedding's rows; without input dropout and when ``vocab <= batch * seq``
-        they are projected through the table (:func:`project_tokens`)."""
+        they are projected through the table (:func:`lookup_tokens`)."""
         if self.backward_cell is None:
             return self._run(self.forward_cell, x, 0, dropout_key, embedding, mask=mask,
                              carry=carry)
