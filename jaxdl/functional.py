@@ -92,9 +92,14 @@ def init_model(
     return graphdef, params, state
 
 
+def abstract_model(factory: Callable[[nnx.Rngs], nnx.Module]) -> nnx.Module:
+    """``factory``'s module traced abstractly: shapes and dtypes, no arrays allocated."""
+    return nnx.eval_shape(lambda: factory(nnx.Rngs(0)))
+
+
 def abstract_graphdef(factory: Callable[[nnx.Rngs], nnx.Module]) -> nnx.GraphDef:
     """The graphdef of ``factory``'s module, traced abstractly (no arrays are allocated)."""
-    graphdef, _, _ = nnx.split(nnx.eval_shape(lambda: factory(nnx.Rngs(0))), nnx.Param, ...)
+    graphdef, _, _ = nnx.split(abstract_model(factory), nnx.Param, ...)
     return graphdef
 
 

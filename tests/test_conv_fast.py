@@ -102,8 +102,8 @@ def test_dispatch_falls_back_outside_the_fast_case():
 @pytest.mark.parametrize("in_features", [1, 8])
 def test_curvature_conv_fast_equals_plain(in_features):
     kwargs = dict(in_features=in_features, out_features=6, kernel_size=(3, 3))
-    fast = CurvatureConv(**kwargs, rngs=nnx.Rngs(0))
-    plain = CurvatureConv(**kwargs, fast_conv=False, rngs=nnx.Rngs(0))
+    fast = CurvatureConv(**kwargs, fast_conv=True, rngs=nnx.Rngs(0))
+    plain = CurvatureConv(**kwargs, rngs=nnx.Rngs(0))  # default: plain lax
     assert fast.conv_general_dilated is conv_fast.conv_general_dilated
     x = jax.random.normal(jax.random.key(7), (5, 6, 6, in_features))
 

@@ -1,6 +1,6 @@
 """CNN train steps, JAX vs PyTorch eager, on the same batch in the same process.
 
-    python -m experiments.bench.cnn [--rounds 7] [--steps 10] [--cases cnn,resnet]
+    python -m experiments.bench.cnn [--rounds 7] [--steps 10] [--cases cnn,resnet] [--investigate]
 
 Cases (issue 5): the small CNN of ``jaxdl.models.cnn`` (conv 32 -> pool -> conv 64 -> pool
 -> dense 128 -> 10) on 28x28x1, batch 128; and ResNet-18 with the CIFAR stem
@@ -10,14 +10,18 @@ small CNN's PyTorch twin gets the JAX initial weights (kernels transposed HWIO -
 dense rows permuted from NHWC to NCHW flattening order), so the first losses must agree;
 the ResNet twin keeps PyTorch's default initialization (timing does not depend on values).
 
-Investigation rows (where the time goes): the JAX forward pass alone; ``jax lax conv``, the
-same model with ``CurvatureConv``'s fast convolution switched off (plain
-``lax.conv_general_dilated``, the code before ``jaxdl.models.conv_fast``); the small CNN
-written directly with ``lax.conv_general_dilated`` in NHWC/HWIO and in NCHW/OIHW layout; the
-same with max-pooling as ``lax.reduce_window`` (whose backward, ``select_and_scatter``, was
-the largest single cost of the step on this CPU: ~6x slower than a reshape-and-max pool, which
-``jaxdl.models.conv.max_pool`` now uses); PyTorch with ``channels_last``. XLA's FLOP
-count (``cost_analysis``) gives GFLOP/s.
+Rows: ``jax`` is the library's step as the trainer compiles it (the model as built, XLA
+options from :func:`jaxdl.xla_cpu.compiler_options`: Eigen convolutions on CPU); ``jax
+forward only``; ``jax ynnpack``, the same step with XLA's default options (YNNPACK
+convolutions); for the small CNN also ``jax conv_fast`` (``CurvatureConv`` through
+``jaxdl.models.conv_fast``, Eigen) and ``jax ynnpack conv_fast`` (the default before
+``jaxdl.xla_cpu``); PyTorch with ``channels_last``. ``--investigate`` adds the small CNN
+written directly with ``lax.conv_general_dilated`` in NHWC/HWIO and in NCHW/OIHW layout,
+and with max-pooling as ``lax.reduce_window`` (whose backward, ``select_and_scatter``, was
+the largest single cost of the step on this CPU: ~6x slower than a reshape-and-max pool,
+which ``jaxdl.models.conv.max_pool`` now uses). XLA's FLOP count (``cost_analysis``) gives
+GFLOP/s. (Rows named in the older measurements below: ``jax lax conv`` is today's ``jax``
+under YNNPACK, i.e. ``jax ynnpack``.)
 
 Method (shared/BENCHMARKING.md): compile first, then interleave the variants round by
 round (``--steps`` steps each) and report medians of per-round ratios to PyTorch (NCHW).
@@ -31,8 +35,22 @@ pass is only 15-16% of the JAX step and alone runs at 0.28-0.32x PyTorch's whole
 the gap is in the backward convolutions; NCHW layout is slower than NHWC in XLA:CPU
 (3.08x vs 1.52x for the lax-written CNN); an im2col-matmul weight gradient was no faster.
 
-Quiet machine, 2026-12-01 01:11 UTC (load ~1.5, nothing else running): ``--rounds 5
---steps 4 --cases cnn``: **1.71x** (69.6 vs 40.3 ms; plain ``lax`` convs 2.19x);
+Quiet machine, 2026-12-01 02:10-02:35 UTC, after :mod:`jaxdl.xla_cpu` (the trainer compiles
+convolutional steps with YNNPACK off: Eigen convolutions use both cores, YNNPACK's one):
+``--rounds 7 --steps 5 --cases cnn``: **1.43x** (61.0 vs 42.9 ms) and, with
+``--investigate``, **1.35x** (54.1 vs 39.0 ms); in the same runs XLA's default (``jax
+ynnpack``) 2.12x / 2.22x, the previous default (YNNPACK + ``conv_fast``) 1.77x / 1.70x,
+``conv_fast`` under Eigen 1.49x / 1.54x (so ``CurvatureConv`` no longer uses it by default);
+the lax-written CNN 1.43x (NHWC), 1.49x (NCHW), 2.70x (``reduce_window`` pool). ResNet-18
+(``--cases resnet --rounds 3 --steps 3``): **1.36x** (1141 vs 844 ms; YNNPACK 1.85x). Goal
+(<= 1.0x) NOT met. Where the rest goes (scratch A/Bs of the lax-written CNN, Eigen): the
+second convolution ~23 ms of a ~44-54 ms step (forward 5.6, input gradient 6.2, weight
+gradient 7.3 ms alone), the first ~9 ms; pooling before bias + ReLU (equal for monotone
+activations), a max-pool backward without tie counting and the bias gradient as a matmul
+were each within noise.
+
+Quiet machine, 2026-12-01 01:11 UTC (before ``jaxdl.xla_cpu``; load ~1.5, nothing else
+running): ``--rounds 5 --steps 4 --cases cnn``: **1.71x** (69.6 vs 40.3 ms; plain ``lax`` convs 2.19x);
 ``--rounds 9 --steps 6``: **1.42x** (71.3 vs 53.2 ms; plain ``lax`` 1.82x). Our step is
 steady at ~70 ms (it was ~90 ms with ``lax`` convs); PyTorch's moves between 40 and 53 ms, and
 it gains more than we do when the machine is idle, so the loaded-machine ratios below
@@ -78,14 +96,15 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxdl import functional  # noqa: E402
-from jaxdl.models import MODELS  # noqa: E402
+from jaxdl import functional, xla_cpu  # noqa: E402
+from jaxdl.models import MODELS, conv_fast  # noqa: E402
 
 LR, WD = 1e-3, 1e-4
 
 
-def jax_stepper(graphdef, params, state, x, y, train=True):
-    """A donated ``jax.jit`` AdamW step; returns (run n steps, forward-only fn, flops)."""
+def jax_stepper(graphdef, params, state, x, y, train=True, options=None):
+    """A donated ``jax.jit`` AdamW step compiled with XLA ``options``; returns (run n steps,
+    forward-only fn, flops, [first loss])."""
     tx = optax.adamw(LR, weight_decay=WD)
     opt_state = tx.init(params)
 
@@ -98,9 +117,11 @@ def jax_stepper(graphdef, params, state, x, y, train=True):
         updates, o = tx.update(grads, o, p)
         return optax.apply_updates(p, updates), new_s, o, loss
 
-    compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(params, state, opt_state).compile()
+    compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(params, state, opt_state).compile(
+        compiler_options=options)
     flops = float(compiled.cost_analysis().get("flops", 0.0))
-    forward = jax.jit(lambda p, s: loss_fn(p, s)[0]).lower(params, state).compile()
+    forward = jax.jit(lambda p, s: loss_fn(p, s)[0]).lower(params, state).compile(
+        compiler_options=options)
     carry = [params, state, opt_state]
     first = []
 
@@ -120,7 +141,7 @@ def jax_stepper(graphdef, params, state, x, y, train=True):
     return run, run_forward, flops, first
 
 
-def lax_cnn_stepper(params, x, y, layout: str, pool: str = "reshape"):
+def lax_cnn_stepper(params, x, y, layout: str, pool: str = "reshape", options=None):
     """The small CNN as plain lax ops in ``layout`` (NHWC or NCHW), same weights; ``pool``
     is ``reshape`` (max over a reshaped view) or ``reduce_window`` (XLA's generic window
     reduction, whose gradient is a ``select_and_scatter``)."""
@@ -161,7 +182,8 @@ def lax_cnn_stepper(params, x, y, layout: str, pool: str = "reshape"):
         return optax.apply_updates(p, updates), o, loss
 
     opt_state = tx.init(p)
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(p, opt_state).compile()
+    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(p, opt_state).compile(
+        compiler_options=options)
     carry = [p, opt_state]
 
     def run(n):
@@ -281,7 +303,7 @@ def interleave(runs: dict, rounds: int, steps: int) -> dict[str, list[float]]:
     return times
 
 
-def bench_case(case: str, rounds: int, steps: int) -> dict:
+def bench_case(case: str, rounds: int, steps: int, investigate: bool = False) -> dict:
     key = jax.random.key(0)
     if case == "cnn":
         section, shape, batch = {"name": "cnn", "features": (32, 64), "hidden": 128}, \
@@ -291,23 +313,30 @@ def bench_case(case: str, rounds: int, steps: int) -> dict:
             (32, 32, 3), 32
     model = MODELS.build(section, field="model", input_shape=shape, num_classes=10,
                          rngs=nnx.Rngs(0))
+    options = xla_cpu.compiler_options(model)  # what the trainer compiles with
     graphdef, params, state = functional.split_model(model)
     x = jax.random.uniform(key, (batch, *shape))
     y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
-    jax_run, jax_forward, flops, jax_first = jax_stepper(
-        graphdef, jax.tree.map(jnp.copy, params), state, x, y)
-    runs = {"jax": jax_run, "jax forward only": jax_forward}
+    fresh = lambda: jax.tree.map(jnp.copy, (params, state))  # noqa: E731 (steps donate)
+    jax_run, jax_forward, flops, jax_first = jax_stepper(graphdef, *fresh(), x, y,
+                                                         options=options)
+    runs = {"jax": jax_run, "jax forward only": jax_forward,
+            "jax ynnpack": jax_stepper(graphdef, *fresh(), x, y)[0]}
     if case == "cnn":
-        # The same model with CurvatureConv's fast convolution switched off (plain lax).
-        plain = MODELS.build(section, field="model", input_shape=shape, num_classes=10,
-                             rngs=nnx.Rngs(0))
-        for conv in plain.convs:
-            conv.conv_general_dilated = jax.lax.conv_general_dilated
-        pg, pp, ps = functional.split_model(plain)
-        runs["jax lax conv"] = jax_stepper(pg, pp, ps, x, y)[0]
-        runs["jax lax NHWC"] = lax_cnn_stepper(params, x, y, "NHWC")
-        runs["jax lax NCHW"] = lax_cnn_stepper(params, x, y, "NCHW")
-        runs["jax lax NHWC rw-pool"] = lax_cnn_stepper(params, x, y, "NHWC", "reduce_window")
+        # The same model with CurvatureConv's fast convolution (jaxdl.models.conv_fast) on.
+        fast = MODELS.build(section, field="model", input_shape=shape, num_classes=10,
+                            rngs=nnx.Rngs(0))
+        for conv in fast.convs:
+            conv.conv_general_dilated = conv_fast.conv_general_dilated
+        fg, fp, fs = functional.split_model(fast)
+        runs["jax conv_fast"] = jax_stepper(fg, fp, fs, x, y, options=options)[0]
+        runs["jax ynnpack conv_fast"] = jax_stepper(
+            fg, jax.tree.map(jnp.copy, fp), fs, x, y)[0]
+        if investigate:
+            runs["jax lax NHWC"] = lax_cnn_stepper(params, x, y, "NHWC", options=options)
+            runs["jax lax NCHW"] = lax_cnn_stepper(params, x, y, "NCHW", options=options)
+            runs["jax lax NHWC rw-pool"] = lax_cnn_stepper(params, x, y, "NHWC",
+                                                           "reduce_window", options=options)
         torch_run, torch_first = torch_cnn(params, x, y)
         runs["torch"] = torch_run
         runs["torch channels_last"] = torch_cnn(params, x, y, channels_last=True)[0]
@@ -327,6 +356,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--cases", default="cnn,resnet")
+    parser.add_argument("--investigate", action="store_true",
+                        help="also time the lax-written CNN (NHWC, NCHW, reduce_window pool)")
     args = parser.parse_args(argv)
     import torch
 
@@ -335,7 +366,7 @@ def main(argv=None) -> dict:
           f"{os.environ.get('OMP_WAIT_POLICY')}")
     summary = {}
     for case in args.cases.split(","):
-        result = bench_case(case, args.rounds, args.steps)
+        result = bench_case(case, args.rounds, args.steps, args.investigate)
         jax_step = result["times"]["jax"]
         print(f"\n{case}: XLA {result['flops'] / 1e9:.3f} GFLOP per step, "
               f"{result['flops'] / jax_step / 1e9:.1f} GFLOP/s; first losses JAX "
@@ -349,12 +380,14 @@ def main(argv=None) -> dict:
         summary[f"{case}_forward_fraction"] = round(
             result["times"]["jax forward only"] / jax_step, 3)
         summary[f"{case}_gflops_per_s"] = round(result["flops"] / jax_step / 1e9, 2)
+        summary[f"{case}_ynnpack_over_torch"] = round(result["ratios"]["jax ynnpack"], 3)
         if case == "cnn":
-            summary["cnn_lax_conv_over_torch"] = round(result["ratios"]["jax lax conv"], 3)
-            summary["cnn_lax_nchw_over_torch"] = round(result["ratios"]["jax lax NCHW"], 3)
-            summary["cnn_lax_nhwc_over_torch"] = round(result["ratios"]["jax lax NHWC"], 3)
-            summary["cnn_reduce_window_pool_over_torch"] = round(
-                result["ratios"]["jax lax NHWC rw-pool"], 3)
+            for name in ("jax conv_fast", "jax ynnpack conv_fast", "jax lax NCHW",
+                         "jax lax NHWC", "jax lax NHWC rw-pool"):
+                if name in result["ratios"]:
+                    label = name.removeprefix("jax ").replace(" ", "_").replace("-", "_")
+                    summary[f"cnn_{label.lower()}_over_torch"] = round(
+                        result["ratios"][name], 3)
     print(json.dumps(summary))
     return summary
 

@@ -167,6 +167,8 @@ class WeightNormConv(nnx.Module):
     """2-D convolution with weight normalization: ``x: [batch, h, w, in] -> [batch, h', w',
     out]`` (``SAME`` padding)."""
 
+    convolves = True  # calls lax.conv itself (jaxdl.xla_cpu.has_convolutions)
+
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
                  strides: int = 1, rngs: nnx.Rngs):
         shape = (kernel_size, kernel_size, in_features, out_features)

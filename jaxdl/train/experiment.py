@@ -15,7 +15,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from jaxdl import functional, parallel
+from jaxdl import functional, parallel, xla_cpu
 from jaxdl.config import check_known_keys, check_positive
 from jaxdl.data import DATASETS, Dataset, load_dataset
 from jaxdl.models import MODELS
@@ -54,6 +54,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         registry.check_kwargs(name, options, field=section)
     validate_monitor(config)
     _validate_precision(config)
+    if config.xla_cpu_convolutions not in xla_cpu.MODES:
+        raise ConfigError(f"config.xla_cpu_convolutions={config.xla_cpu_convolutions!r}: "
+                          f"expected one of {xla_cpu.MODES}.")
     devices = _make_mesh(config).shape[parallel.mesh.DATA_AXIS]
     for key in ("batch_size", "eval_batch_size"):
         if config[key] % devices:
@@ -105,7 +108,10 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
         return MODELS.build(config.model, field="model", input_shape=dataset.input_shape,
                             num_classes=dataset.num_classes, rngs=rngs)
 
-    graphdef = functional.abstract_graphdef(factory)
+    abstract = functional.abstract_model(factory)
+    graphdef, _, _ = nnx.split(abstract, nnx.Param, ...)
+    # On CPU, steps of convolutional models compile with Eigen convolutions (jaxdl.xla_cpu).
+    options = xla_cpu.compiler_options(abstract, config.xla_cpu_convolutions)
     objective = OBJECTIVES.build(config.loss, field="loss", graphdef=graphdef)
     tx, schedule = build_optimizer(config.optimizer, config.num_steps)
     tx = wrap_optimizer(tx, config.monitor)  # learning-rate back-off, non-finite guard
@@ -131,10 +137,11 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                                  batch_sharding=batches, metrics_sharding=replicated,
                                  expected_batch=train_spec, grad_norm=config.monitor.grad_norm,
                                  precision=config.precision.policy,
-                                 microbatches=config.microbatches)
+                                 microbatches=config.microbatches,
+                                 compiler_options=options)
     eval_step = make_eval_step(objective.evaluate, state_sharding=state_sharding,
                                batch_sharding=batches, metrics_sharding=replicated,
-                               expected_batch=eval_spec)
+                               expected_batch=eval_spec, compiler_options=options)
     return Experiment(config, dataset, mesh, graphdef, objective, tx, schedule, train_step,
                       eval_step, jax.jit(init, out_shardings=state_sharding))
 

@@ -153,6 +153,7 @@ def make_train_step(
     grad_norm: bool = False,
     precision: str = "f32",
     microbatches: int = 1,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> CompiledStep:
     """Compile the train step once.
 
@@ -165,6 +166,7 @@ def make_train_step(
       donate: donate the input state's buffers to the output state.
       grad_norm: also return the global gradient norm as ``metrics["grad_norm"]``.
       precision / microbatches: see :func:`train_step_fn`.
+      compiler_options: XLA options for ``jax.jit`` (e.g. :func:`jaxdl.xla_cpu.compiler_options`).
     """
     # The counter warns if the step is ever traced again (a silent recompilation).
     counted = TraceCounter(train_step_fn(loss_fn, tx, grad_norm=grad_norm, precision=precision,
@@ -174,6 +176,7 @@ def make_train_step(
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, metrics_sharding),
         donate_argnums=(0,) if donate else (),
+        compiler_options=dict(compiler_options) if compiler_options else None,
     )
     return CompiledStep(jitted, expected_batch)
 
@@ -185,8 +188,10 @@ def make_eval_step(
     batch_sharding: Any = None,
     metrics_sharding: Any = None,
     expected_batch: Mapping[str, Any] | None = None,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> CompiledStep:
-    """Compile ``(TrainState, batch) -> {name: sum}`` from ``evaluate(params, state, batch)``."""
+    """Compile ``(TrainState, batch) -> {name: sum}`` from ``evaluate(params, state, batch)``
+    (arguments as for :func:`make_train_step`)."""
 
     def step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
         return evaluate_fn(state.params, state.model_state, batch)
@@ -195,5 +200,6 @@ def make_eval_step(
         step,
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=metrics_sharding,
+        compiler_options=dict(compiler_options) if compiler_options else None,
     )
     return CompiledStep(jitted, expected_batch)

@@ -63,13 +63,16 @@ class CurvatureConv(nnx.Conv):
     """``nnx.Conv`` (channels last, one batch axis, ``feature_group_count=1``, no input
     dilation or mask) whose patches and output gradients K-FAC can observe.
 
-    ``fast_conv`` (default on): convolve with
+    ``fast_conv`` (default off): convolve with
     :func:`jaxdl.models.conv_fast.conv_general_dilated`: same values, a faster weight
-    gradient on CPU (stride 1, float32, no dilation; other cases use ``lax`` unchanged)."""
+    gradient on CPU when the step is compiled with XLA's default YNNPACK convolutions (stride
+    1, float32, no dilation; other cases use ``lax`` unchanged). The trainer compiles
+    convolutional steps with Eigen convolutions instead (:mod:`jaxdl.xla_cpu`), where it
+    gains nothing (``experiments.bench.cnn``)."""
 
     curvature_name: str = ""
 
-    def __init__(self, *args, fast_conv: bool = True, **kwargs):
+    def __init__(self, *args, fast_conv: bool = False, **kwargs):
         if fast_conv and "conv_general_dilated" not in kwargs:
             from jaxdl.models.conv_fast import conv_general_dilated  # import cycle otherwise
 
