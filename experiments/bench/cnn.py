@@ -52,12 +52,13 @@ were each within noise.
 Quiet machine, 2026-12-01 01:11 UTC (before ``jaxdl.xla_cpu``; load ~1.5, nothing else
 running): ``--rounds 5 --steps 4 --cases cnn``: **1.71x** (69.6 vs 40.3 ms; plain ``lax``
 convs 2.19x); ``--rounds 9 --steps 6``: **1.42x** (71.3 vs 53.2 ms; plain ``lax`` 1.82x).
-Our step was steady at ~70 ms (it was ~90 ms with ``lax`` convs); PyTorch's moves between 40 and 53 ms, and
-it gains more than we do when the machine is idle, so the loaded-machine ratios below
-flatter us. Goal (<= 1.0x) NOT met. ResNet-18/32x32 (``--cases resnet --rounds 3 --steps
-3``): 1.81x (1510 vs 825 ms); with ``conv_fast`` also in ``ConvNorm`` and the basic block's
-second conv: 1.77x (1507 ms), no gain, so the ResNet keeps plain ``nnx.Conv``. Splitting
-causal GPT queries in 4 or 8 pieces instead of 2 (``fused_attention``) was no faster either.
+Our step was steady at ~70 ms (it was ~90 ms with ``lax`` convs); PyTorch's moves between 40
+and 53 ms, and it gains more than we do when the machine is idle, so the loaded-machine
+ratios below flatter us. Goal (<= 1.0x) NOT met. ResNet-18/32x32 (``--cases resnet --rounds
+3 --steps 3``): 1.81x (1510 vs 825 ms); with ``conv_fast`` also in ``ConvNorm`` and the
+basic block's second conv: 1.77x (1507 ms), no gain, so the ResNet keeps plain ``nnx.Conv``.
+Splitting causal GPT queries in 4 or 8 pieces instead of 2 (``fused_attention``) was no
+faster either.
 
 Measured 2026-12-01 (``--rounds 7 --steps 4 --cases cnn``, load average 9-10 on the 2
 cores from other jobs, so single figures move by +-0.3 between runs): small CNN **1.25x**
