@@ -10,22 +10,26 @@ Ablations (same command plus one override each):
     with augmentation:  --config.loss.augment="{'crop_padding': 2, 'rotate_degrees': 10.0}"
     with mixup:         --config.loss.mixup_alpha=0.2
 
-Measured 2026-11-30 (jax 0.10.2, 2 CPU cores shared with 3 other engineers' jobs, load
-average ~12; 594 s wall for all four): ``python -m experiments.configs.resnet_mnist_ablation``
-(held-out: 2,000 digits, seed 0; train loss = mean over the last 50 steps, on the
-regularized batches):
+Measured 2026-12-01 on a quiet machine (jax 0.10.2, 2 CPU cores, Eigen convolutions, the
+default since ``jaxdl.xla_cpu``; 103 s wall for all four, compilation included):
+``python -m experiments.configs.resnet_mnist_ablation`` (held-out: 2,000 digits, seed 0;
+train loss = mean over the last 50 steps, on the regularized batches):
 
 | variant | held-out acc | held-out loss | final train loss | s |
 | --- | --- | --- | --- | --- |
-| BatchNorm (base) | 95.30% | 0.2354 | 0.2413 | 134 |
-| no normalization | 92.25% | 0.3072 | 0.2578 | 112 |
-| BatchNorm + augmentation | 94.75% | 0.2738 | 0.2921 | 147 |
-| BatchNorm + mixup 0.2 | 94.00% | 0.3322 | 0.7505 | 190 |
+| BatchNorm (base) | 95.35% | 0.2367 | 0.2405 | 30 |
+| no normalization | 91.90% | 0.3264 | 0.2815 | 17 |
+| BatchNorm + augmentation | 94.25% | 0.2779 | 0.2952 | 26 |
+| BatchNorm + mixup 0.2 | 94.65% | 0.3255 | 0.7463 | 28 |
 
-At this rate (1e-2) BatchNorm is worth 3 points. With only 300 steps (2.4 epochs) the
-19.7k-parameter network underfits, so augmentation and mixup, which make the training
-task harder, cost ~0.5-1.3 points rather than help; they pay off in longer runs where the
-base model overfits (see regularization_digits for the train/held-out gap).
+The first run (2026-11-30, YNNPACK convolutions, cores shared at load ~12: 594 s) gave
+95.30 / 92.25 / 94.75 / 94.00%: the two compilations round differently, and 300 steps
+carry that into differences of up to 0.65 points, so single figures here are good to
+about half a point. At this rate (1e-2) BatchNorm is worth 3-3.5 points. With only 300
+steps (2.4 epochs) the 19.7k-parameter network underfits, so augmentation and mixup, which
+make the training task harder, cost ~0.5-1.3 points rather than help; they pay off in
+longer runs where the base model overfits (see regularization_digits for the
+train/held-out gap).
 """
 
 from jaxdl.config import base_config
