@@ -9,7 +9,11 @@ from flax import nnx
 
 from jaxdl import functional
 from jaxdl.models import MODELS
-from jaxdl.parallel.accumulate import accumulated_value_and_grad, split_microbatches
+from jaxdl.parallel.accumulate import (
+    accumulated_value_and_grad,
+    split_microbatches,
+    strided_microbatches,
+)
 from jaxdl.parallel.precision import policy_train_step
 from jaxdl.train.objectives import classification
 
@@ -24,10 +28,11 @@ def mlp_problem(batch_size=32, seed=0):
     return classification(graphdef=graphdef).loss, params, state, batch
 
 
-def test_four_microbatches_equal_one_large_batch():
+@pytest.mark.parametrize("unroll", [False, True])
+def test_four_microbatches_equal_one_large_batch(unroll):
     loss_fn, params, state, batch = mlp_problem()
     full = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    accumulated = jax.jit(accumulated_value_and_grad(loss_fn, 4))
+    accumulated = jax.jit(accumulated_value_and_grad(loss_fn, 4, unroll=unroll))
     (loss_a, (metrics_a, _)), grads_a = full(params, state, batch, None)
     (loss_b, (metrics_b, _)), grads_b = accumulated(params, state, batch, None)
     np.testing.assert_allclose(loss_b, loss_a, rtol=1e-6)
@@ -98,3 +103,24 @@ def test_policy_step_with_microbatches_updates_like_one_batch():
     for a, b in zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(results[1][0])):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     assert not np.allclose(results[1][0]["head"]["kernel"], params["head"]["kernel"])
+
+
+def test_strided_microbatches_partition_the_batch():
+    x = np.arange(24).reshape(12, 2)
+    pieces = strided_microbatches({"x": x}, 3)
+    np.testing.assert_array_equal(pieces[1]["x"], x[1::3])
+    rows = np.concatenate([np.asarray(p["x"]) for p in pieces])
+    assert sorted(map(tuple, rows)) == sorted(map(tuple, x))  # every example exactly once
+    with pytest.raises(ValueError, match="num_microbatches=5"):
+        strided_microbatches({"x": x}, 5)
+
+
+def test_unrolled_microbatches_are_independent_parts_of_the_program():
+    """No while loop (scan) in the compiled program, and k forward passes in it."""
+    loss_fn, params, state, batch = mlp_problem()
+    scan = jax.jit(accumulated_value_and_grad(loss_fn, 4)).lower(params, state, batch, None)
+    unrolled = jax.jit(accumulated_value_and_grad(loss_fn, 4, unroll=True)).lower(
+        params, state, batch, None)
+    assert "while" in scan.as_text() and "while" not in unrolled.as_text()
+    # The [8, 10] x [10, 16] first-layer product appears once per microbatch.
+    assert unrolled.as_text().count("tensor<8x10xf32>, tensor<10x16xf32>") >= 4

@@ -18,11 +18,12 @@ def _run(tmp_path, name, **changes):
 def test_microbatches_give_the_large_batch_update(tmp_path):
     """Accumulating 4 microbatches of 8 in one step equals one batch of 32 (mean loss)."""
     whole = _run(tmp_path, "whole")
-    micro = _run(tmp_path, "micro", microbatches=4)
-    for a, b in zip(whole.history, micro.history, strict=True):
-        np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-5)
-    np.testing.assert_allclose(whole.eval_metrics["loss"], micro.eval_metrics["loss"],
-                               rtol=1e-4)
+    for mode in ("scan", "unroll"):  # unroll: independent passes over strided slices
+        micro = _run(tmp_path, f"micro_{mode}", microbatches=4, microbatch_mode=mode)
+        for a, b in zip(whole.history, micro.history, strict=True):
+            np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-5)
+        np.testing.assert_allclose(whole.eval_metrics["loss"], micro.eval_metrics["loss"],
+                                   rtol=1e-4)
 
 
 def test_f16_policy_scales_the_loss_and_tracks_f32(tmp_path):
@@ -37,6 +38,7 @@ def test_f16_policy_scales_the_loss_and_tracks_f32(tmp_path):
 @pytest.mark.parametrize("changes, field", [
     ({"precision.policy": "fp8"}, "precision.policy"),
     ({"microbatches": 5}, "config.microbatches"),
+    ({"microbatch_mode": "parallel"}, "config.microbatch_mode='parallel'.*unroll"),
 ])
 def test_bad_precision_options_name_the_field(changes, field):
     with pytest.raises(ConfigError, match=field):

@@ -25,7 +25,13 @@ from jaxdl.parallel import precision as mixed_precision
 from jaxdl.registry import ConfigError
 from jaxdl.train.objectives import OBJECTIVES, Objective
 from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.train.step import CompiledStep, batch_spec, make_eval_step, make_train_step
+from jaxdl.train.step import (
+    MICROBATCH_MODES,
+    CompiledStep,
+    batch_spec,
+    make_eval_step,
+    make_train_step,
+)
 
 REGISTRIES = {"data": DATASETS, "model": MODELS, "loss": OBJECTIVES, "optimizer": OPTIMIZERS}
 MODEL_SUPPLIED = ("input_shape", "num_classes", "rngs")
@@ -138,6 +144,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                                  expected_batch=train_spec, grad_norm=config.monitor.grad_norm,
                                  precision=config.precision.policy,
                                  microbatches=config.microbatches,
+                                 microbatch_mode=config.microbatch_mode,
                                  compiler_options=options)
     eval_step = make_eval_step(objective.evaluate, state_sharding=state_sharding,
                                batch_sharding=batches, metrics_sharding=replicated,
@@ -153,6 +160,9 @@ def _validate_precision(config: ml_collections.ConfigDict) -> None:
     if not isinstance(k, int) or k < 1 or config.batch_size % k:
         raise ConfigError(f"config.microbatches={k!r}: expected an integer >= 1 that divides "
                           f"config.batch_size={config.batch_size}.")
+    if config.microbatch_mode not in MICROBATCH_MODES:
+        raise ConfigError(f"config.microbatch_mode={config.microbatch_mode!r}: expected one of "
+                          f"{MICROBATCH_MODES}.")
 
 
 def _make_mesh(config: ml_collections.ConfigDict) -> Mesh:
