@@ -38,16 +38,18 @@ the gap is in the backward convolutions; NCHW layout is slower than NHWC in XLA:
 Quiet machine, 2026-12-01 02:10-02:35 UTC, after :mod:`jaxdl.xla_cpu` (the trainer compiles
 convolutional steps with YNNPACK off: Eigen convolutions use both cores, YNNPACK's one):
 ``--rounds 7 --steps 5 --cases cnn``: **1.43x** (61.0 vs 42.9 ms) and, with
-``--investigate``, **1.35x** (54.1 vs 39.0 ms); in the same runs XLA's default (``jax
-ynnpack``) 2.12x / 2.22x, the previous default (YNNPACK + ``conv_fast``) 1.77x / 1.70x,
-``conv_fast`` under Eigen 1.49x / 1.54x (so ``CurvatureConv`` no longer uses it by default);
-the lax-written CNN 1.43x (NHWC), 1.49x (NCHW), 2.70x (``reduce_window`` pool). ResNet-18
-(``--cases resnet --rounds 3 --steps 3``): **1.36x** (1141 vs 844 ms; YNNPACK 1.85x). Goal
-(<= 1.0x) NOT met. Where the rest goes (scratch A/Bs of the lax-written CNN, Eigen): the
-second convolution ~23 ms of a ~44-54 ms step (forward 5.6, input gradient 6.2, weight
-gradient 7.3 ms alone), the first ~9 ms; pooling before bias + ReLU (equal for monotone
-activations), a max-pool backward without tie counting and the bias gradient as a matmul
-were each within noise.
+``--investigate``, **1.35x** (54.1 vs 39.0 ms); a third run at 03:11 UTC (``--rounds 7
+--steps 5``, both cases): **1.45x** (56.8 vs 39.1 ms), with 4 unrolled microbatches (``jax,
+4 unrolled``) 1.38x, ResNet-18 **1.32x** (1081 vs 817 ms; YNNPACK 1.86x); in the first two
+runs XLA's default (``jax ynnpack``) 2.12x / 2.22x, the previous default (YNNPACK +
+``conv_fast``) 1.77x / 1.70x, ``conv_fast`` under Eigen 1.49x / 1.54x (so ``CurvatureConv``
+no longer uses it by default); the lax-written CNN 1.43x (NHWC), 1.49x (NCHW), 2.70x
+(``reduce_window`` pool). ResNet-18 (``--cases resnet --rounds 3 --steps 3``): **1.36x**
+(1141 vs 844 ms; YNNPACK 1.85x). Goal (<= 1.0x) NOT met. Where the rest goes (scratch A/Bs
+of the lax-written CNN, Eigen): the second convolution ~23 ms of a ~44-54 ms step (forward
+5.6, input gradient 6.2, weight gradient 7.3 ms alone), the first ~9 ms; pooling before bias
++ ReLU (equal for monotone activations), a max-pool backward without tie counting and the
+bias gradient as a matmul were each within noise.
 
 Quiet machine, 2026-12-01 01:11 UTC (before ``jaxdl.xla_cpu``; load ~1.5, nothing else
 running): ``--rounds 5 --steps 4 --cases cnn``: **1.71x** (69.6 vs 40.3 ms; plain ``lax``
@@ -99,13 +101,15 @@ from flax import nnx  # noqa: E402
 
 from jaxdl import functional, xla_cpu  # noqa: E402
 from jaxdl.models import MODELS, conv_fast  # noqa: E402
+from jaxdl.parallel.accumulate import accumulated_value_and_grad  # noqa: E402
 
 LR, WD = 1e-3, 1e-4
 
 
-def jax_stepper(graphdef, params, state, x, y, train=True, options=None):
-    """A donated ``jax.jit`` AdamW step compiled with XLA ``options``; returns (run n steps,
-    forward-only fn, flops, [first loss])."""
+def jax_stepper(graphdef, params, state, x, y, train=True, options=None, unrolled=1):
+    """A donated ``jax.jit`` AdamW step compiled with XLA ``options``, the gradient over
+    ``unrolled`` independent microbatches (``jaxdl.parallel.accumulate``, ``unroll=True``);
+    returns (run n steps, forward-only fn, flops, [first loss])."""
     tx = optax.adamw(LR, weight_decay=WD)
     opt_state = tx.init(params)
 
@@ -113,8 +117,15 @@ def jax_stepper(graphdef, params, state, x, y, train=True, options=None):
         logits, new_s = functional.apply(graphdef, p, s, x, train=train)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new_s
 
+    def batch_loss(p, s, batch, rng):
+        logits, new_s = functional.apply(graphdef, p, s, batch["x"], train=train)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        return loss, ({}, new_s)
+
+    grad_fn = accumulated_value_and_grad(batch_loss, unrolled, unroll=True)
+
     def step(p, s, o):
-        (loss, new_s), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, s)
+        (loss, (_, new_s)), grads = grad_fn(p, s, {"x": x, "y": y}, None)
         updates, o = tx.update(grads, o, p)
         return optax.apply_updates(p, updates), new_s, o, loss
 
@@ -333,6 +344,8 @@ def bench_case(case: str, rounds: int, steps: int, investigate: bool = False) ->
         runs["jax conv_fast"] = jax_stepper(fg, fp, fs, x, y, options=options)[0]
         runs["jax ynnpack conv_fast"] = jax_stepper(
             fg, jax.tree.map(jnp.copy, fp), fs, x, y)[0]
+        runs["jax, 4 unrolled"] = jax_stepper(graphdef, *fresh(), x, y, options=options,
+                                              unrolled=4)[0]
         if investigate:
             runs["jax lax NHWC"] = lax_cnn_stepper(params, x, y, "NHWC", options=options)
             runs["jax lax NCHW"] = lax_cnn_stepper(params, x, y, "NCHW", options=options)
@@ -383,10 +396,12 @@ def main(argv=None) -> dict:
         summary[f"{case}_gflops_per_s"] = round(result["flops"] / jax_step / 1e9, 2)
         summary[f"{case}_ynnpack_over_torch"] = round(result["ratios"]["jax ynnpack"], 3)
         if case == "cnn":
-            for name in ("jax conv_fast", "jax ynnpack conv_fast", "jax lax NCHW",
+            for name in ("jax, 4 unrolled", "jax conv_fast", "jax ynnpack conv_fast",
+                         "jax lax NCHW",
                          "jax lax NHWC", "jax lax NHWC rw-pool"):
                 if name in result["ratios"]:
-                    label = name.removeprefix("jax ").replace(" ", "_").replace("-", "_")
+                    label = name.removeprefix("jax").strip(" ,").replace(", ", "_")
+                    label = label.replace(" ", "_").replace("-", "_")
                     summary[f"cnn_{label.lower()}_over_torch"] = round(
                         result["ratios"][name], 3)
     print(json.dumps(summary))
