@@ -25,9 +25,9 @@ concurrently on its thread pool and each pass works on a smaller, cache-friendli
 Measured on 2 cores (the ``experiments.bench.gpt`` model, batch 16, one process,
 interleaved): 4 unrolled microbatches 0.89-0.91x the one-pass step time (0.95x pinned to
 one core), 8 microbatches 0.92x; the small CNN of ``experiments.bench.cnn`` 0.95x. On GPUs
-and TPUs one large pass is usually faster. A model whose state changes in training
-(BatchNorm's running statistics) chains the passes through that state, so they run one
-after the other.
+and TPUs one large pass is usually faster. The model state is threaded through the passes in
+order, as below; for BatchNorm in training (normalizing with batch statistics) that chains
+only the small running-average updates, not the passes themselves.
 
 Model state (e.g. batch-norm running statistics) is threaded through the microbatches in
 order, as ``k`` sequential small steps would; batch statistics of BatchNorm are those of a
