@@ -3,8 +3,9 @@
 jax 0.10's XLA:CPU hands convolutions, dots, elementwise ops and reductions to YNNPACK
 fusions by default. A YNNPACK convolution runs on *one* core, while XLA's own Eigen
 convolution uses the intra-op thread pool. Measured on the 2-core development machine
-(quiet, jax 0.10.2, medians of 5-7 rounds), one 3x3 convolution ``[128, 14, 14, 32] ->
-64`` channels:
+(quiet, jax 0.10.2) with a one-off micro-benchmark (``jax.jit`` of the convolution and of
+its VJP, medians of 5-7 rounds of 10 calls; PyTorch ``nn.Conv2d`` forward and ``backward``),
+one 3x3 convolution ``[128, 14, 14, 32] -> 64`` channels:
 
 =========================  ===========  =============  ==============
                            forward      input grad     weight grad
@@ -14,12 +15,13 @@ Eigen (YNNPACK off)         5.6 ms       6.2 ms         7.3 ms
 PyTorch 2.13 eager          7.9 ms      (dx + dW: 17.3 ms)
 =========================  ===========  =============  ==============
 
-Whole train steps (AdamW): the small CNN of ``experiments.bench.cnn`` 68 -> 52 ms, ResNet-18
-at 32x32 (batch 32) 1564 -> 1078 ms. So a step whose model convolves is compiled with
+Whole train steps (AdamW), ``python -m experiments.bench.cnn`` rows ``jax`` vs ``jax
+ynnpack`` in the same run: the small CNN 56.8 vs 86.9 ms, ResNet-18 at 32x32 (batch 32)
+1081 vs 1525 ms. So a step whose model convolves is compiled with
 ``xla_cpu_experimental_ynn_fusion_type=""``: no YNNPACK fusions at all (keeping YNNPACK's
-dots but not its convolutions was slower for the CNN, 57 vs 52 ms). Programs without
-convolutions keep XLA's default: for the GPT step YNNPACK off was slower (1.72x vs 1.58x
-PyTorch eager in one run).
+dots but not its convolutions was no faster for the CNN in scratch runs). Programs without
+convolutions keep XLA's default: in a same-process A/B of the GPT bench step, YNNPACK off
+took 1.02x the default's time (1.08x with 4 unrolled microbatches).
 
 :func:`compiler_options` returns the options for a model (``None`` when none apply: another
 backend, no convolution, or a jax whose XLA does not know the option); pass them to

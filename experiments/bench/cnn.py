@@ -113,9 +113,7 @@ def jax_stepper(graphdef, params, state, x, y, train=True, options=None, unrolle
     tx = optax.adamw(LR, weight_decay=WD)
     opt_state = tx.init(params)
 
-    def loss_fn(p, s):
-        logits, new_s = functional.apply(graphdef, p, s, x, train=train)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new_s
+    batch = {"x": x, "y": y}
 
     def batch_loss(p, s, batch, rng):
         logits, new_s = functional.apply(graphdef, p, s, batch["x"], train=train)
@@ -125,14 +123,14 @@ def jax_stepper(graphdef, params, state, x, y, train=True, options=None, unrolle
     grad_fn = accumulated_value_and_grad(batch_loss, unrolled, unroll=True)
 
     def step(p, s, o):
-        (loss, (_, new_s)), grads = grad_fn(p, s, {"x": x, "y": y}, None)
+        (loss, (_, new_s)), grads = grad_fn(p, s, batch, None)
         updates, o = tx.update(grads, o, p)
         return optax.apply_updates(p, updates), new_s, o, loss
 
     compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(params, state, opt_state).compile(
         compiler_options=options)
     flops = float(compiled.cost_analysis().get("flops", 0.0))
-    forward = jax.jit(lambda p, s: loss_fn(p, s)[0]).lower(params, state).compile(
+    forward = jax.jit(lambda p, s: batch_loss(p, s, batch, None)[0]).lower(params, state).compile(
         compiler_options=options)
     carry = [params, state, opt_state]
     first = []
@@ -396,14 +394,13 @@ def main(argv=None) -> dict:
         summary[f"{case}_gflops_per_s"] = round(result["flops"] / jax_step / 1e9, 2)
         summary[f"{case}_ynnpack_over_torch"] = round(result["ratios"]["jax ynnpack"], 3)
         if case == "cnn":
-            for name in ("jax, 4 unrolled", "jax conv_fast", "jax ynnpack conv_fast",
-                         "jax lax NCHW",
-                         "jax lax NHWC", "jax lax NHWC rw-pool"):
+            for name, key in (("jax, 4 unrolled", "cnn_4_unrolled"),
+                              ("jax conv_fast", "cnn_conv_fast"),
+                              ("jax ynnpack conv_fast", "cnn_ynnpack_conv_fast"),
+                              ("jax lax NCHW", "cnn_lax_nchw"), ("jax lax NHWC", "cnn_lax_nhwc"),
+                              ("jax lax NHWC rw-pool", "cnn_lax_nhwc_rw_pool")):
                 if name in result["ratios"]:
-                    label = name.removeprefix("jax").strip(" ,").replace(", ", "_")
-                    label = label.replace(" ", "_").replace("-", "_")
-                    summary[f"cnn_{label.lower()}_over_torch"] = round(
-                        result["ratios"][name], 3)
+                    summary[f"{key}_over_torch"] = round(result["ratios"][name], 3)
     print(json.dumps(summary))
     return summary
 

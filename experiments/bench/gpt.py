@@ -260,7 +260,7 @@ def main() -> None:
     variants = {"jax float32": gpt_config(), "jax bf16 matmuls": gpt_config(dtype="bfloat16")}
     if args.microbatches > 1:  # the same step as independent passes over strided slices
         for name, config in list(variants.items()):
-            unrolled = gpt_config(**dict(config.model))
+            unrolled = config.copy_and_resolve_references()
             unrolled.microbatches, unrolled.microbatch_mode = args.microbatches, "unroll"
             variants[f"{name}, {args.microbatches} unrolled"] = unrolled
     runs, flops = {}, None
@@ -325,15 +325,18 @@ def main() -> None:
     compile_ratio = statistics.median(b / a for a, b in pairs)
     print(f"compile, scanned layers: 4 -> {statistics.median(a for a, _ in pairs):.1f} s, "
           f"24 -> {statistics.median(b for _, b in pairs):.1f} s")
-    f32, bf16 = (runs["jax float32"]["times"], runs["jax bf16 matmuls"]["times"])
+    over_torch = {name: round(ratio(run["times"]), 3) for name, run in runs.items()}
+    summary = {
+        "gpt_f32_over_torch": over_torch["jax float32"],
+        "gpt_bf16_over_torch_f32": over_torch["jax bf16 matmuls"],
+    }
+    if (k := args.microbatches) > 1:
+        summary.update(gpt_f32_unrolled_over_torch=over_torch[f"jax float32, {k} unrolled"],
+                       gpt_bf16_unrolled_over_torch_f32=over_torch[
+                           f"jax bf16 matmuls, {k} unrolled"],
+                       unrolled_microbatches=k)
     print(json.dumps({
-        "gpt_f32_over_torch": round(ratio(f32), 3),
-        "gpt_bf16_over_torch_f32": round(ratio(bf16), 3),
-        **({"gpt_f32_unrolled_over_torch": round(ratio(runs[f"jax float32, {k} unrolled"][
-            "times"]), 3),
-            "gpt_bf16_unrolled_over_torch_f32": round(ratio(runs[
-                f"jax bf16 matmuls, {k} unrolled"]["times"]), 3),
-            "unrolled_microbatches": k} if (k := args.microbatches) > 1 else {}),
+        **summary,
         "cpu_time_over_torch": {name: round(ratio(run["cpu"], torch_run["cpu"]), 3)
                                 for name, run in runs.items()},
         "blockwise_temp_memory_ratio": round(blockwise / naive, 4),
@@ -343,7 +346,6 @@ def main() -> None:
         "gflops_per_step": round(flops / 1e9, 2),
         "matmul_peak_gflops": {"float32": round(peak_f32, 1), "bf16_f32acc": round(peak_bf16, 1)},
     }))
-
 
 if __name__ == "__main__":
     main()

@@ -22,9 +22,10 @@ program instead of a ``scan`` (microbatch ``i`` takes examples ``i, i + k, i + 2
 under data parallelism every microbatch stays on the devices that hold its examples). There
 is no memory saving then; what it buys is speed on CPU: XLA:CPU runs independent operations
 concurrently on its thread pool and each pass works on a smaller, cache-friendlier batch.
-Measured on 2 cores (the ``experiments.bench.gpt`` model, batch 16, one process,
-interleaved): 4 unrolled microbatches 0.89-0.91x the one-pass step time (0.95x pinned to
-one core), 8 microbatches 0.92x; the small CNN of ``experiments.bench.cnn`` 0.95x. On GPUs
+Measured on 2 cores: ``python -m experiments.bench.gpt`` (batch 16), 4 unrolled
+microbatches 0.90x the one-pass step time (811 vs 905 ms); in scratch same-process A/Bs
+0.89-0.91x (0.95x pinned to one core, so part is cache, part concurrency) and 0.92x with 8;
+``python -m experiments.bench.cnn``, the small CNN 0.98x (55.6 vs 56.8 ms). On GPUs
 and TPUs one large pass is usually faster. The model state is threaded through the passes in
 order, as below; for BatchNorm in training (normalizing with batch statistics) that chains
 only the small running-average updates, not the passes themselves.
