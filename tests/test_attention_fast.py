@@ -180,3 +180,31 @@ def test_forward_mode_and_hessian_vector_products_match_autodiff():
     for got, want in zip(g_fast + hv_fast, g_ref + hv_ref):  # float32 round-off only
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(jnp.abs(want).max()))
     assert float(sum(jnp.abs(v).sum() for v in hv_ref)) > 0  # a non-trivial direction
+
+
+@pytest.mark.parametrize("n_in,n_out", [(12, 40), (40, 12)])  # both weight-gradient forms
+def test_dense_dot_general_forward_mode_and_canonical_backward_dots(n_in, n_out):
+    """``jax.jvp`` through either branch equals ``lax.dot_general``'s, and the compiled
+    gradient holds no dot contracting an operand along its leading (row) axis: XLA:CPU
+    sends those to Eigen instead of its faster matmul library (what the barriers prevent)."""
+    keys = jax.random.split(jax.random.key(3), 5)
+    x = jax.random.normal(keys[0], (6, 16, n_in))
+    w = jax.random.normal(keys[1], (n_in, n_out))
+    numbers = (((2,), (0,)), ((), ()))
+
+    def f(x, w, dot):
+        return jnp.tanh(dot(x, w, numbers))
+
+    tangents = (jax.random.normal(keys[2], x.shape), jax.random.normal(keys[3], w.shape))
+    got = jax.jvp(lambda x, w: f(x, w, dense_dot_general), (x, w), tangents)
+    want = jax.jvp(lambda x, w: f(x, w, jax.lax.dot_general), (x, w), tangents)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+    cot = jax.random.normal(keys[4], (6, 16, n_out))
+    grad = jax.jit(jax.grad(lambda w: jnp.sum(f(x, w, dense_dot_general) * cot)))
+    ref = jax.grad(lambda w: jnp.sum(f(x, w, jax.lax.dot_general) * cot))(w)
+    np.testing.assert_allclose(grad(w), ref, rtol=1e-5, atol=1e-5)
+    hlo = grad.lower(w).compile().as_text()
+    assert "dot(" in hlo or "__ynn_fusion" in hlo
+    assert "lhs_contracting_dims={0}" not in hlo, "a weight-gradient dot contracts along rows"

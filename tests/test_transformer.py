@@ -10,7 +10,7 @@ from helpers import tiny_config
 from jaxdl import functional
 from jaxdl.models import MODELS
 from jaxdl.models.seq2seq_decoding import greedy_decode, greedy_decode_by_recompute
-from jaxdl.models.transformer import TransformerBlock
+from jaxdl.models.transformer import TransformerBlock, gelu
 from jaxdl.registry import ConfigError
 from jaxdl.train import train_and_evaluate
 
@@ -165,3 +165,15 @@ def test_encoder_decoder_learns_to_sort(tmp_path):
     result = train_and_evaluate(config, tmp_path)
     assert result.eval_metrics["accuracy"] > 0.7, result.eval_metrics
     assert result.eval_metrics["sequence_accuracy"] > 0.05, result.eval_metrics
+
+
+def test_mlp_gelu_is_recomputed_and_equals_jax_gelu():
+    """The MLP's GELU (tanh form) is ``jax.nn.gelu`` under ``jax.checkpoint``: same values and
+    gradients, and a ``checkpoint`` (remat) in its jaxpr, so only its input is saved."""
+    x = jax.random.normal(jax.random.key(0), (4, 33)) * 3
+    np.testing.assert_allclose(gelu(x), jax.nn.gelu(x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(gelu(x) ** 2))(x),
+                               jax.grad(lambda x: jnp.sum(jax.nn.gelu(x) ** 2))(x),
+                               rtol=1e-5, atol=1e-6)
+    names = {eqn.primitive.name for eqn in jax.make_jaxpr(gelu)(x).jaxpr.eqns}
+    assert any(name.startswith(("checkpoint", "remat")) for name in names), names

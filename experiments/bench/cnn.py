@@ -51,6 +51,13 @@ of the lax-written CNN, Eigen): the second convolution ~23 ms of a ~44-54 ms ste
 + ReLU (equal for monotone activations), a max-pool backward without tie counting and the
 bias gradient as a matmul were each within noise.
 
+Latest, 2026-12-01 05:14 UTC, quiet, ``--rounds 5 --steps 5``, after :mod:`jaxdl.host_memory`
+(``import jaxdl`` keeps XLA:CPU's per-step temporaries in the malloc heap instead of
+page-faulting them in again every step): small CNN **1.17x** (44.6 vs 38.4 ms; the run just
+before, without it: 1.55x), YNNPACK + ``conv_fast`` 1.07x, 4 unrolled 1.25x, YNNPACK 1.60x;
+ResNet-18 **1.29x** (1058 vs 820 ms; before: 1.30x). Goal
+(<= 1.0x) still NOT met.
+
 Quiet machine, 2026-12-01 01:11 UTC (before ``jaxdl.xla_cpu``; load ~1.5, nothing else
 running): ``--rounds 5 --steps 4 --cases cnn``: **1.71x** (69.6 vs 40.3 ms; plain ``lax``
 convs 2.19x); ``--rounds 9 --steps 6``: **1.42x** (71.3 vs 53.2 ms; plain ``lax`` 1.82x).
@@ -99,7 +106,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxdl import functional, xla_cpu  # noqa: E402
+from jaxdl import functional, host_memory, xla_cpu  # noqa: E402
 from jaxdl.models import MODELS, conv_fast  # noqa: E402
 from jaxdl.parallel.accumulate import accumulated_value_and_grad  # noqa: E402
 
@@ -376,7 +383,7 @@ def main(argv=None) -> dict:
     print(f"jax {jax.__version__}, torch {torch.__version__}, torch threads "
           f"{torch.get_num_threads()}, {os.cpu_count()} CPUs, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY')}")
-    summary = {}
+    summary = {"host_malloc": host_memory.status()}
     for case in args.cases.split(","):
         result = bench_case(case, args.rounds, args.steps, args.investigate)
         jax_step = result["times"]["jax"]

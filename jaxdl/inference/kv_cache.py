@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.models.attention import attend
+from jaxdl.models.transformer import gelu
 
 
 class KVCache(NamedTuple):
@@ -98,7 +99,7 @@ def _block_step(block, h, k_cache, v_cache, index, positions, key_mask):
         return attn.merge_heads(o)
 
     h = block._residual(h, block.norm1, self_attention, None)
-    h = block._residual(h, block.norm2, lambda x: block.mlp_out(jax.nn.gelu(block.mlp_in(x))),
+    h = block._residual(h, block.norm2, lambda x: block.mlp_out(gelu(block.mlp_in(x))),
                         None)
     return h, written["k"], written["v"]
 

@@ -45,6 +45,18 @@ def make_norm(kind: str, d_model: int, rngs: nnx.Rngs) -> nnx.Module:
     return nnx.LayerNorm(d_model, epsilon=1e-5, rngs=rngs)
 
 
+@jax.checkpoint
+def gelu(x: jax.Array) -> jax.Array:
+    """GELU, tanh form (Hendrycks & Gimpel, 2016), recomputed in the backward pass.
+
+    Autodiff would keep ``tanh(.)`` of the ``[tokens, 4 * d_model]`` pre-activation for the
+    backward pass, an extra write and read of the MLP's widest tensor; under
+    ``jax.checkpoint`` only the input is kept (the MLP input matmul's output, kept anyway)
+    and the backward fusion recomputes ``tanh``. GPT bench step, same process: 654 -> 647 ms
+    (4 unrolled microbatches), 695 -> 688 ms (one pass)."""
+    return jax.nn.gelu(x)
+
+
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     """Inverted dropout (Srivastava et al., 2014); identity when ``key`` is None."""
     if key is None or rate == 0.0:
@@ -116,7 +128,7 @@ class TransformerBlock(nnx.Module):
                 lambda x: self.cross_attention(x, memory, key_mask=memory_mask,
                                                dropout_key=attn_keys[1]), keys[1])
         h = self._residual(h, self.norm2,
-                           lambda x: self.mlp_out(jax.nn.gelu(self.mlp_in(x))), keys[2])
+                           lambda x: self.mlp_out(gelu(self.mlp_in(x))), keys[2])
         return (h, weights[0]) if return_weights else h
 
 

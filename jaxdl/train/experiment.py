@@ -7,6 +7,7 @@ so there is exactly one way a config becomes compiled code.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import jax
@@ -15,7 +16,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from jaxdl import functional, parallel, xla_cpu
+from jaxdl import functional, host_memory, parallel, xla_cpu
 from jaxdl.config import check_known_keys, check_positive
 from jaxdl.data import DATASETS, Dataset, load_dataset
 from jaxdl.models import MODELS
@@ -33,6 +34,7 @@ from jaxdl.train.step import (
     make_train_step,
 )
 
+_log = logging.getLogger(__name__)
 REGISTRIES = {"data": DATASETS, "model": MODELS, "loss": OBJECTIVES, "optimizer": OPTIMIZERS}
 MODEL_SUPPLIED = ("input_shape", "num_classes", "rngs")
 
@@ -118,6 +120,9 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
     graphdef, _, _ = nnx.split(abstract, nnx.Param, ...)
     # On CPU, steps of convolutional models compile with Eigen convolutions (jaxdl.xla_cpu).
     options = xla_cpu.compiler_options(abstract, config.xla_cpu_convolutions)
+    if jax.default_backend() == "cpu" and host_memory.status() != "applied":
+        _log.info("XLA:CPU temporaries are re-faulted every step (jaxdl.host_memory %s)",
+                  host_memory.status())
     objective = OBJECTIVES.build(config.loss, field="loss", graphdef=graphdef)
     tx, schedule = build_optimizer(config.optimizer, config.num_steps)
     tx = wrap_optimizer(tx, config.monitor)  # learning-rate back-off, non-finite guard
