@@ -43,3 +43,18 @@ def test_f16_policy_scales_the_loss_and_tracks_f32(tmp_path):
 def test_bad_precision_options_name_the_field(changes, field):
     with pytest.raises(ConfigError, match=field):
         build_experiment(tiny_config(**changes))
+
+
+def test_fastest_cpu_cnn_recipe_gives_the_default_update(tmp_path):
+    """The CNN recipe the CNN bench times fastest on CPU (``jaxdl.models.cnn``: conv_fast
+    weight gradients, YNNPACK convolutions, 4 unrolled microbatches) trains like the default
+    step, to float32 rounding (conv_fast's chunked sums and the microbatch sums reorder it)."""
+    whole = _run(tmp_path, "whole")
+    recipe = _run(tmp_path, "recipe", microbatches=4, microbatch_mode="unroll",
+                  xla_cpu_convolutions="ynnpack", **{"model.fast_conv": True})
+    for a, b in zip(whole.history, recipe.history, strict=True):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
+    np.testing.assert_allclose(whole.eval_metrics["loss"], recipe.eval_metrics["loss"],
+                               rtol=1e-3)
+    with pytest.raises(ValueError, match="model.fast_conv='yes'"):
+        build_experiment(tiny_config(**{"model.fast_conv": "yes"}))

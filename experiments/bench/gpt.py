@@ -59,26 +59,27 @@ and 0.5 still NOT met. Tried with the unrolled step: XLA's concurrency-optimised
 on / off (1.00 / 1.01x the default), YNNPACK off (1.08x); 2 or 8 microbatches instead of 4
 (0.91-0.92x the one-pass step, against 0.89-0.91x for 4).
 
-Latest, 2026-12-01 05:20 UTC, quiet (``--rounds 5 --steps 2 --compile-pairs 2``): f32 / torch
-**0.99** one pass (680 vs 690 ms), **0.96** with 4 unrolled microbatches (660 ms): the 1.0
-goal is met; bf16 1.20 / 1.14 unrolled (0.5 not met, see below); blockwise memory 0.0344;
-compile 24 / 4 layers 1.07. Where the time went, found by pinning the step to one core
-(``taskset -c 0``, where no op waits on another thread and the profile is honest): JAX took
-1.20x PyTorch single-threaded, and ``getrusage`` showed 100,000-120,000 page faults and
-0.27-0.31 s of system time per step: XLA:CPU maps a fresh 483 MB temp buffer every step
-(``strace``). Changes: (1) :mod:`jaxdl.host_memory` (applied by ``import jaxdl``; malloc keeps
-the block, faults drop to 0 after two steps): 844 -> 680 ms one pass, 791 -> 660 unrolled,
-same command with ``JAXDL_HOST_MALLOC=default`` in the run before; PyTorch in the same
-process gains too (733 -> 690 ms), so the bar rose with it. (2) The MLP's GELU under
-``jax.checkpoint`` (one pass fewer over ``[tokens, 1024]``) and (3) the MLP output layer's
-weight gradient made a YNNPACK matmul instead of an Eigen one (:mod:`jaxdl.models.fast_linear`):
-same-process A/B with (1) applied, one pass 695 -> 688 -> 674 ms (torch 685), unrolled
-654 -> 647 -> 640 ms (torch 688). Tried without gain in the same A/Bs: barriers making the
-attention backward's four Eigen dots YNNPACK ones (677 vs 640 ms unrolled, 708 vs 674 one
-pass: the extra transposes cost more), four causal query tiles instead of two (801 vs 780
-ms), a hand-written or checkpointed LayerNorm (+30-40 ms; removing LayerNorm altogether bounds
-its cost at ~25 ms), and compile options: ``xla_cpu_enable_fast_math`` (same), oneDNN dot
-fusions (+80-150 ms), the memory-optimised scheduler (+35 ms), single-threaded Eigen (same).
+Latest, 2026-12-01 04:48 UTC, quiet (``--rounds 5 --steps 2 --compile-pairs 2``): f32 / torch
+**0.99** one pass (680 vs 690 ms), **0.96** with 4 unrolled microbatches (660 ms): the 1.0 goal
+is met (a second run at 05:17: 1.00 and 0.96); bf16 1.20 / 1.14 unrolled (0.5 not met, see
+below); blockwise memory 0.0344; compile 24 / 4 layers 1.07. Where the time went, found by
+pinning the step to one core (``taskset -c 0``, where no op waits on another thread and the
+profile is honest): JAX took 1.20x PyTorch single-threaded, and ``getrusage`` showed
+100,000-120,000 page faults and 0.27-0.31 s of system time per step: XLA:CPU maps a fresh 483
+MB temp buffer every step (``strace``). Changes: (1) :mod:`jaxdl.host_memory` (applied by
+``import jaxdl``; malloc keeps the block, faults drop to 0 after two steps): 844 -> 680 ms one
+pass, 791 -> 660 unrolled, same command with ``JAXDL_HOST_MALLOC=default`` in the run before;
+PyTorch in the same process gains too (733 -> 690 ms), so the bar rose with it. (2) The MLP's
+GELU under ``jax.checkpoint`` (one pass fewer over ``[tokens, 1024]``) and (3) the MLP output
+layer's weight gradient made a YNNPACK matmul instead of an Eigen one
+(:mod:`jaxdl.models.fast_linear`): same-process A/B with (1) applied, one pass 695 -> 688 ->
+674 ms (torch 685), unrolled 654 -> 647 -> 640 ms (torch 688). Tried without gain in the same
+A/Bs: barriers making the attention backward's four Eigen dots YNNPACK ones (677 vs 640 ms
+unrolled, 708 vs 674 one pass: the extra transposes cost more), four causal query tiles instead
+of two (801 vs 780 ms), a hand-written or checkpointed LayerNorm (+30-40 ms; removing LayerNorm
+altogether bounds its cost at ~25 ms), and compile options: ``xla_cpu_enable_fast_math``
+(same), oneDNN dot fusions (+80-150 ms), the memory-optimised scheduler (+35 ms),
+single-threaded Eigen (same).
 
 Quiet machine, custom-VJP version (00:44 UTC, load 0.7-1.3), same command, all changes: f32 /
 torch 1.17 (CPU time 1.23; 1083 vs 960 ms, 81.6 vs 92.1 GFLOP/s), bf16 / torch 1.38 (CPU

@@ -19,6 +19,8 @@ is set before torch is imported. Last line: one JSON object with
 Quiet machine, 2026-12-01 01:12 UTC (load ~1.6, nothing else running): defaults: LSTM
 **1.08x** PyTorch (33,535 vs 30,200 tokens/s, per-round 0.94-1.16); ``--rounds 11``: **1.09x**
 (33,785 vs 31,324; per-round 1.02-1.14): goal (>= 1.0x) met. Parallel scan 0.51-0.54x.
+Latest, 05:09 UTC, quiet, defaults, after :mod:`jaxdl.host_memory`: **1.14x** (39,806 vs
+37,974 tokens/s, per-round 1.04-1.19; both sides faster in that process); parallel scan 0.51x.
 
 Measured 2026-12-01 00:10-00:32 UTC (jax 0.10.2, torch 2.13.0 CPU, 2 cores shared with three
 other jobs, load average 8-12; defaults): LSTM 0.85x PyTorch (11,144 vs 13,022 tokens/s, per-
