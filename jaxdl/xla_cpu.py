@@ -18,10 +18,18 @@ PyTorch 2.13 eager          7.9 ms      (dx + dW: 17.3 ms)
 Whole train steps (AdamW), ``python -m experiments.bench.cnn`` rows ``jax`` vs ``jax
 ynnpack`` in the same run: the small CNN 56.8 vs 86.9 ms, ResNet-18 at 32x32 (batch 32)
 1081 vs 1525 ms. So a step whose model convolves is compiled with
-``xla_cpu_experimental_ynn_fusion_type=""``: no YNNPACK fusions at all (keeping YNNPACK's
-dots but not its convolutions was no faster for the CNN in scratch runs). Programs without
-convolutions keep XLA's default: in a same-process A/B of the GPT bench step, YNNPACK off
-took 1.02x the default's time (1.08x with 4 unrolled microbatches).
+``xla_cpu_experimental_ynn_fusion_type="LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"``:
+YNNPACK keeps the matmuls and the reductions, and the convolutions go to Eigen (YNNPACK's
+elementwise fusions are left out because they pull a convolution back in with the bias add
+that follows it). Keeping the reductions matters: XLA's own loop emitter ran BatchNorm's
+backward reductions (each fused with a recomputation of the normalisation and the ReLU
+mask) at ~9 ns per element on one core, 18% of the ResNet step. Same-process A/B
+(``jax_stepper`` of ``experiments.bench.cnn``, 4 rounds, 2 cores, median ms per step), no
+YNNPACK fusions at all (the previous setting) -> these options: ResNet-18 1050 -> 831, the
+small CNN 43.1 -> 36.3 (reductions alone: 844 and 37.0; with elementwise fusions too: 871
+and 39.8). Programs without convolutions keep XLA's default: in a same-process A/B of the
+GPT bench step, YNNPACK off took 1.02x the default's time (1.08x with 4 unrolled
+microbatches).
 
 :func:`compiler_options` returns the options for a model (``None`` when none apply: another
 backend, no convolution, or a jax whose XLA does not know the option); pass them to
@@ -41,7 +49,10 @@ from flax import nnx
 
 __all__ = ["CONVOLUTION_OPTIONS", "MODES", "compiler_options", "has_convolutions"]
 
-CONVOLUTION_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# YNNPACK keeps XLA's dots and reductions; convolutions go to Eigen. (Its elementwise fusions
+# would pull a convolution back in with the bias add that follows it.)
+CONVOLUTION_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ",".join(
+    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "REDUCE"))}
 MODES = ("eigen", "ynnpack")
 _CONV_MODULES = (nnx.Conv, nnx.ConvTranspose)
 
@@ -78,7 +89,7 @@ def compiler_options(module: Any, mode: str = "eigen",
 
     Args:
       module: the NNX model (concrete or abstract).
-      mode: ``"eigen"``: on CPU, compile steps of a convolutional model with YNNPACK off
+      mode: ``"eigen"``: on CPU, compile steps of a convolutional model with Eigen convolutions
         (module doc); ``"ynnpack"``: XLA's default, no options.
       backend: the platform the step runs on (default ``jax.default_backend()``).
 

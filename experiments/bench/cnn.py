@@ -56,18 +56,19 @@ of the lax-written CNN, Eigen): the second convolution ~23 ms of a ~44-54 ms ste
 + ReLU (equal for monotone activations), a max-pool backward without tie counting and the
 bias gradient as a matmul were each within noise.
 
-Latest, 2026-12-01 04:44-05:16 UTC, quiet, after :mod:`jaxdl.host_memory` (``import
-jaxdl`` keeps XLA:CPU's per-step temporaries in the malloc heap instead of page-faulting
-them in again every step). ``--rounds 5 --steps 5``: small CNN (default step) **1.17x**
-(44.6 vs 38.4 ms; the run just before, without it: 1.55x), ResNet-18 **1.29x** (1058 vs 820
-ms; before: 1.30x). The fastest recipe, ``jax ynnpack conv_fast, 4 unrolled``, in three
-runs: **0.98x** (``--cases cnn --rounds 5``), **0.96x** (35.6 vs 36.1 ms, ``--rounds 7``;
-8 unrolled microbatches 1.12x, 2 unrolled 1.16x in these runs) and **0.94x** (36.4 vs 39.0
-ms, ``--rounds 7 --steps 5``, both cases; default step 1.22x, ResNet-18 1.28x). Pinned to
-one core (``taskset -c 0``) YNNPACK + ``conv_fast`` is already 0.98x and the default 1.18x:
-Eigen's convolutions are the slower kernels, YNNPACK's the less parallel ones. The small
-CNN reaches the <= 1.0x goal with the recipe; its default step and ResNet-18 (whose
-BatchNorm rules out splitting the batch into microbatches) do not.
+Latest, 2026-12-01 05:29-05:33 UTC, quiet, ``--rounds 7 --steps 5``, after two changes. (1)
+:mod:`jaxdl.xla_cpu` now keeps YNNPACK's matmul and reduction fusions and sends only the
+convolutions to Eigen (before: no YNNPACK fusions at all; XLA's own reductions, BatchNorm's
+backward above all, were the slow part left). (2) :mod:`jaxdl.host_memory`: ``import jaxdl``
+keeps XLA:CPU's per-step temporaries in the malloc heap instead of page-faulting them in again
+every step. Results, two runs: small CNN (default step) **1.03x** / **1.00x** (37.6 vs 36.4 ms;
+43.1 vs 42.1 ms), ResNet-18 **0.95x** (803 vs 847 ms; 1.01x against PyTorch channels_last):
+goal (<= 1.0x) met for ResNet-18 and at parity for the small CNN's default step. The fastest
+small-CNN recipe, ``jax ynnpack conv_fast, 4 unrolled`` (all trainer options): **0.94x** /
+**0.92x**. Before (1) and after (2), 04:44-05:16 UTC: default 1.17-1.22x (1.55x in a run just
+before (2)), ResNet-18 1.28-1.29x, the recipe 0.94-0.98x in three runs; 8 or 2 unrolled
+microbatches 1.12x / 1.16x. Pinned to one core (``taskset -c 0``) YNNPACK + ``conv_fast`` was
+0.98x and the default 1.18x.
 
 Quiet machine, 2026-12-01 01:11 UTC (before ``jaxdl.xla_cpu``; load ~1.5, nothing else
 running): ``--rounds 5 --steps 4 --cases cnn``: **1.71x** (69.6 vs 40.3 ms; plain ``lax``

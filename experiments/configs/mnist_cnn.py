@@ -4,7 +4,9 @@ Command:   JAXDL_DATA_DIR=../shared/data python -m experiments.train --config mn
 Model:     conv 32 -> pool -> conv 64 -> pool -> dense 128 -> 10; AdamW 2e-3, warmup+cosine.
 Runtime:   36 s wall, compilation included (500 steps, batch 128; measured 2026-12-01,
            jax 0.10.2, 2 CPU cores, quiet machine, compilation cache off; 118.5 s on
-           2026-11-22 with YNNPACK convolutions on a shared machine).
+           2026-11-22 with YNNPACK convolutions on a shared machine). Re-run 2026-12-01
+           05:34 UTC after jaxdl.xla_cpu kept YNNPACK's matmuls and reductions and
+           jaxdl.host_memory (cold compilation cache): 28 s, identical metrics.
 Result:    98.20% held-out accuracy, held-out loss 0.066 (seed 0; 98.25% on 2026-11-22).
 """
 

@@ -22,6 +22,10 @@ train loss = mean over the last 50 steps, on the regularized batches):
 | BatchNorm + augmentation | 94.25% | 0.2779 | 0.2952 | 26 |
 | BatchNorm + mixup 0.2 | 94.65% | 0.3255 | 0.7463 | 28 |
 
+Re-run 2026-12-01 05:35 UTC after :mod:`jaxdl.xla_cpu` kept YNNPACK's matmuls and reductions
+(BatchNorm's backward reductions had been the slow part) and :mod:`jaxdl.host_memory`: every
+figure identical, 25 s wall for all four (8 / 5 / 5 / 5 s).
+
 The first run (2026-11-30, YNNPACK convolutions, cores shared at load ~12: 594 s) gave
 95.30 / 92.25 / 94.75 / 94.00%: the two compilations round differently, and 300 steps
 carry that into differences of up to 0.65 points, so single figures here are good to
