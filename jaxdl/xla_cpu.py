@@ -23,7 +23,7 @@ YNNPACK keeps the matmuls and the reductions, and the convolutions go to Eigen (
 elementwise fusions are left out because they pull a convolution back in with the bias add
 that follows it). Keeping the reductions matters: XLA's own loop emitter ran BatchNorm's
 backward reductions (each fused with a recomputation of the normalisation and the ReLU
-mask) at ~9 ns per element on one core, 18% of the ResNet step. Same-process A/B
+mask) at ~9 ns per element on one core, 18% of the ResNet step. Scratch same-process A/B
 (``jax_stepper`` of ``experiments.bench.cnn``, 4 rounds, 2 cores, median ms per step), no
 YNNPACK fusions at all (the previous setting) -> these options: ResNet-18 1050 -> 831, the
 small CNN 43.1 -> 36.3 (reductions alone: 844 and 37.0; with elementwise fusions too: 871

@@ -357,15 +357,15 @@ def bench_case(case: str, rounds: int, steps: int, investigate: bool = False) ->
                             num_classes=10, rngs=nnx.Rngs(0))
         assert all(c.conv_general_dilated is conv_fast.conv_general_dilated for c in fast.convs)
         fg, fp, fs = functional.split_model(fast)
-        runs["jax conv_fast"] = jax_stepper(fg, fp, fs, x, y, options=options)[0]
-        runs["jax ynnpack conv_fast"] = jax_stepper(
-            fg, jax.tree.map(jnp.copy, fp), fs, x, y)[0]
+        fresh_fast = lambda: jax.tree.map(jnp.copy, (fp, fs))  # noqa: E731
+        runs["jax conv_fast"] = jax_stepper(fg, *fresh_fast(), x, y, options=options)[0]
+        runs["jax ynnpack conv_fast"] = jax_stepper(fg, *fresh_fast(), x, y)[0]
         runs["jax, 4 unrolled"] = jax_stepper(graphdef, *fresh(), x, y, options=options,
                                               unrolled=4)[0]
         # The fastest recipe found: YNNPACK runs each convolution on one core, so four
         # independent passes (unrolled microbatches) keep both cores busy.
         runs["jax ynnpack conv_fast, 4 unrolled"] = jax_stepper(
-            fg, jax.tree.map(jnp.copy, fp), fs, x, y, unrolled=4)[0]
+            fg, *fresh_fast(), x, y, unrolled=4)[0]
         if investigate:
             runs["jax lax NHWC"] = lax_cnn_stepper(params, x, y, "NHWC", options=options)
             runs["jax lax NCHW"] = lax_cnn_stepper(params, x, y, "NCHW", options=options)

@@ -25,7 +25,9 @@ concurrently on its thread pool and each pass works on a smaller, cache-friendli
 Measured on 2 cores: ``python -m experiments.bench.gpt`` (batch 16), 4 unrolled
 microbatches 0.90x the one-pass step time (811 vs 905 ms); in scratch same-process A/Bs
 0.89-0.91x (0.95x pinned to one core, so part is cache, part concurrency) and 0.92x with 8;
-``python -m experiments.bench.cnn``, the small CNN 0.98x (55.6 vs 56.8 ms). On GPUs
+``python -m experiments.bench.cnn``, the small CNN 0.98x (55.6 vs 56.8 ms). Since
+:mod:`jaxdl.host_memory` removed the per-step page faults the gain is smaller: GPT 0.96-0.97x
+(660 vs 680 ms, 661 vs 691 ms), small CNN 0.98-1.00x (42.2 vs 43.1 ms, 37.7 vs 37.6 ms). On GPUs
 and TPUs one large pass is usually faster. The model state is threaded through the passes in
 order, as below; for BatchNorm in training (normalizing with batch statistics) that chains
 only the small running-average updates, not the passes themselves.
